@@ -312,7 +312,26 @@ read_table(Mutation *m)
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
 		reject(ERRCODE_FERRY_M_INVALID, NULL, "\"table\" must name a synced table");
 	name = ferry_json_string(v);
-	relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)), NoLock, true);
+	{
+		/* A malformed name is an unknown table, not a syntax error. */
+		MemoryContext cxt = CurrentMemoryContext;
+		List	   *names = NIL;
+
+		PG_TRY();
+		{
+			names = stringToQualifiedNameList(name);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			names = NIL;
+		}
+		PG_END_TRY();
+		if (names == NIL || list_length(names) > 2)
+			reject(ERRCODE_FERRY_M_TABLE, NULL, "\"%s\" is not a table name; use \"schema.table\"", name);
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+	}
 	t = OidIsValid(relid) ? ferry_table_get(relid) : NULL;
 	if (t == NULL)
 		reject(ERRCODE_FERRY_M_TABLE, NULL, "table \"%s\" does not exist or is not synced", name);

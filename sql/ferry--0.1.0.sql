@@ -371,7 +371,7 @@ DECLARE
     bad     text;
 BEGIN
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
-                WHERE classid = 'pg_class'::regclass AND object_type = 'table'
+                WHERE classid = 'pg_class'::regclass
     LOOP
         SELECT * INTO s FROM ferry.synced_tables WHERE tbl = cmd.objid;
         CONTINUE WHEN NOT FOUND;
