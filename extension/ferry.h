@@ -34,6 +34,7 @@
 #define ERRCODE_FERRY_CANNOT_SYNC       MAKE_SQLSTATE('F','Y','0','1','0')
 #define ERRCODE_FERRY_NOT_SYNCED        MAKE_SQLSTATE('F','Y','0','1','1')
 #define ERRCODE_FERRY_BAD_PREDICATE     MAKE_SQLSTATE('F','Y','0','2','0')
+#define ERRCODE_FERRY_DDL_REFUSED       MAKE_SQLSTATE('F','Y','0','4','0')
 #define ERRCODE_FERRY_BAD_CURSOR        MAKE_SQLSTATE('F','Y','0','5','0')
 
 /*

@@ -348,6 +348,8 @@ typedef struct Values
 	bool	   *base_null;
 } Values;
 
+static void read_changes(Mutation *m, FerryTable *t, JsonbValue *changes, Values *vals);
+
 static void
 read_values(Mutation *m, FerryTable *t, Values *vals)
 {
@@ -363,25 +365,68 @@ read_values(Mutation *m, FerryTable *t, Values *vals)
 	vals->base = palloc0(sizeof(Datum) * n);
 	vals->base_null = palloc0(sizeof(bool) * n);
 
-	/* The key: exactly the primary key columns, none of them null. */
-	if (key == NULL || key->type != jbvBinary || !JsonContainerIsObject(key->val.binary.data))
+	/*
+	 * The key: the primary key columns, none of them null. An insert may
+	 * give some or all of them in changes instead.
+	 */
+	if (key == NULL || key->type == jbvNull)
+	{
+		if (m->op != OP_INSERT)
+			reject(ERRCODE_FERRY_M_KEY, NULL, "\"key\" must be an object with the primary key of %s", t->qualname);
+	}
+	else if (key->type != jbvBinary || !JsonContainerIsObject(key->val.binary.data))
 		reject(ERRCODE_FERRY_M_KEY, NULL, "\"key\" must be an object with the primary key of %s", t->qualname);
-	if ((int) JsonContainerSize(key->val.binary.data) != t->nkeys)
-		reject(ERRCODE_FERRY_M_KEY, NULL, "\"key\" must hold exactly the %d primary key column(s) of %s",
-			   t->nkeys, t->qualname);
+	else
+	{
+		JsonbIterator *it = JsonbIteratorInit(key->val.binary.data);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			FerryColumn *c;
+			char	   *name;
+
+			if (tok != WJB_KEY)
+				continue;
+			name = ferry_json_string(&kv);
+			c = ferry_table_column(t, name);
+			if (c == NULL || !c->is_key)
+				reject(ERRCODE_FERRY_M_KEY, name, "\"%s\" is not a primary key column of %s", name, t->qualname);
+		}
+		for (int i = 0; i < t->nkeys; i++)
+		{
+			FerryColumn *c = &t->cols[t->keys[i]];
+			JsonbValue	kbuf;
+			JsonbValue *v = ferry_json_get_in(key, c->name, &kbuf);
+
+			if (v == NULL || v->type == jbvNull)
+			{
+				if (m->op != OP_INSERT)
+					reject(ERRCODE_FERRY_M_KEY, c->name, "\"key\" lacks primary key column \"%s\"", c->name);
+				continue;
+			}
+			vals->new[c->pos] = ferry_json_to_datum(v, c->typid, c->typmod, c->name, &vals->new_null[c->pos]);
+			vals->base[c->pos] = vals->new[c->pos];
+			vals->given[c->pos] = true;
+		}
+	}
+
+	read_changes(m, t, changes, vals);
+
 	for (int i = 0; i < t->nkeys; i++)
 	{
 		FerryColumn *c = &t->cols[t->keys[i]];
-		JsonbValue	kbuf;
-		JsonbValue *kv = ferry_json_get_in(key, c->name, &kbuf);
 
-		if (kv == NULL || kv->type == jbvNull)
-			reject(ERRCODE_FERRY_M_KEY, c->name, "\"key\" lacks primary key column \"%s\"", c->name);
-		vals->new[c->pos] = ferry_json_to_datum(kv, c->typid, c->typmod, c->name, &vals->new_null[c->pos]);
-		vals->base[c->pos] = vals->new[c->pos];
-		vals->given[c->pos] = true;
+		if (!vals->given[c->pos] || vals->new_null[c->pos])
+			reject(ERRCODE_FERRY_M_KEY, c->name, "the mutation does not give primary key column \"%s\"", c->name);
 	}
+}
 
+/* Reads "changes" into vals; key columns in it must agree with "key". */
+static void
+read_changes(Mutation *m, FerryTable *t, JsonbValue *changes, Values *vals)
+{
 	if (changes == NULL || changes->type == jbvNull)
 		return;
 	if (changes->type != jbvBinary || !JsonContainerIsObject(changes->val.binary.data))
@@ -421,8 +466,8 @@ read_values(Mutation *m, FerryTable *t, Values *vals)
 					reject(ERRCODE_FERRY_M_INVALID, c->name,
 						   "change of column \"%s\" lacks \"old\", the value the edit was based on", c->name);
 				d = ferry_json_to_datum(nv, c->typid, c->typmod, c->name, &isnull);
-				if (c->is_key && !ferry_datum_equal(d, isnull, vals->new[c->pos], vals->new_null[c->pos],
-													c->typid, c->collation))
+				if (c->is_key && vals->given[c->pos] &&
+					!ferry_datum_equal(d, isnull, vals->new[c->pos], vals->new_null[c->pos], c->typid, c->collation))
 					reject(ERRCODE_FERRY_M_KEY, c->name, "key column \"%s\" cannot change", c->name);
 				vals->new[c->pos] = d;
 				vals->new_null[c->pos] = isnull;
@@ -505,7 +550,7 @@ tenant_text(FerryTable *t, Datum d)
  * Runs an INSERT or UPDATE of the columns in cols (positions), kept per
  * column set. RETURNING gives t.* and the write rules on the new row.
  */
-static void
+static bool
 write_row(FerryTable *t, bool insert, Bitmapset *cols, Values *vals, Datum ctid,
 		  const FerryHlc *clock, MutationResult *res)
 {
@@ -544,7 +589,7 @@ write_row(FerryTable *t, bool insert, Bitmapset *cols, Values *vals, Datum ctid,
 			types[i++] = t->cols[pos].typid;
 		}
 		if (insert)
-			appendStringInfo(&sql, ") VALUES (%s)", tail.data);
+			appendStringInfo(&sql, ") VALUES (%s) ON CONFLICT DO NOTHING", tail.data);
 		else
 		{
 			appendStringInfo(&sql, " WHERE ctid = $%d", i + 1);
@@ -586,8 +631,12 @@ write_row(FerryTable *t, bool insert, Bitmapset *cols, Values *vals, Datum ctid,
 		ferry_write_clock = NULL;
 	}
 	PG_END_TRY();
-	if (rc != (insert ? SPI_OK_INSERT_RETURNING : SPI_OK_UPDATE_RETURNING) || SPI_processed != 1)
+	if (rc != (insert ? SPI_OK_INSERT_RETURNING : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "ferry: writing the row failed: %s", SPI_result_code_string(rc));
+	if (insert && SPI_processed == 0)
+		return false;			/* a unique key was taken meanwhile */
+	if (SPI_processed != 1)
+		elog(ERROR, "ferry: writing the row changed " UINT64_FORMAT " rows", SPI_processed);
 	{
 		Datum		ok = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, t->ncols + 1, &isnull);
 
@@ -596,11 +645,46 @@ write_row(FerryTable *t, bool insert, Bitmapset *cols, Values *vals, Datum ctid,
 				   t->qualname);
 	}
 	result_row(res, t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 0);
+	return true;
 }
 
 /* ----------------------------------------------------------------
  * Applying
  * ---------------------------------------------------------------- */
+
+/*
+ * An insert found a row with its key (fetched into SPI_tuptable). A live row
+ * with the same values makes the insert a no-op, with other values a conflict
+ * on those columns; a tombstone lets the insert go ahead (it resurrects the
+ * row). Returns true when res is decided.
+ */
+static bool
+insert_meets_row(FerryTable *t, FerryClaims *claims, Values *vals, MutationResult *res)
+{
+	bool		isnull;
+	Datum		tenant = fetched(t, t->tenant, &isnull);
+
+	if (isnull || !ferry_claims_allow_tenant(claims, tenant_text(t, tenant)))
+		reject(ERRCODE_FERRY_M_FORBIDDEN, NULL, "the key is taken by a row you cannot see");
+	(void) fetched(t, t->col_deleted, &isnull);
+	if (!isnull)
+		return false;
+	for (int i = 0; i < t->ncols; i++)
+	{
+		bool		cnull;
+		Datum		cur;
+
+		if (!vals->given[i])
+			continue;
+		cur = fetched(t, i, &cnull);
+		if (!ferry_datum_equal(cur, cnull, vals->new[i], vals->new_null[i],
+							   t->cols[i].typid, t->cols[i].collation))
+			res->conflicts = lappend(res->conflicts, pstrdup(t->cols[i].name));
+	}
+	res->status = res->conflicts != NIL ? "conflict" : "applied";
+	result_row(res, t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return true;
+}
 
 static void
 apply_insert(Mutation *m, FerryTable *t, FerryClaims *claims, Values *vals, MutationResult *res)
@@ -615,41 +699,20 @@ apply_insert(Mutation *m, FerryTable *t, FerryClaims *claims, Values *vals, Muta
 		reject(ERRCODE_FERRY_M_FORBIDDEN, tc->name, "tenant \"%s\" is not one of yours",
 			   tenant_text(t, vals->new[t->tenant]));
 
-	if (fetch_row(t, vals))
-	{
-		bool		isnull;
-		Datum		tenant = fetched(t, t->tenant, &isnull);
-
-		if (isnull || !ferry_claims_allow_tenant(claims, tenant_text(t, tenant)))
-			reject(ERRCODE_FERRY_M_FORBIDDEN, NULL, "the key is taken by a row you cannot see");
-		(void) fetched(t, t->col_deleted, &isnull);
-		if (isnull)
-		{
-			/* A live row with this key: the same values are a no-op, others a conflict. */
-			for (int i = 0; i < t->ncols; i++)
-			{
-				bool		cnull;
-				Datum		cur;
-
-				if (!vals->given[i])
-					continue;
-				cur = fetched(t, i, &cnull);
-				if (!ferry_datum_equal(cur, cnull, vals->new[i], vals->new_null[i],
-									   t->cols[i].typid, t->cols[i].collation))
-					res->conflicts = lappend(res->conflicts, pstrdup(t->cols[i].name));
-			}
-			res->status = res->conflicts != NIL ? "conflict" : "applied";
-			result_row(res, t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-			return;
-		}
-		/* A tombstone: the insert resurrects it (see the row trigger). */
-	}
-
+	if (fetch_row(t, vals) && insert_meets_row(t, claims, vals, res))
+		return;
 	for (int i = 0; i < t->ncols; i++)
 		if (vals->given[i])
 			cols = bms_add_member(cols, i);
-	write_row(t, true, cols, vals, (Datum) 0, &m->clock, res);
-	res->status = "applied";
+	if (write_row(t, true, cols, vals, (Datum) 0, &m->clock, res))
+	{
+		res->status = "applied";
+		return;
+	}
+	/* A concurrent insert took the key and committed: compare with its row. */
+	if (fetch_row(t, vals) && insert_meets_row(t, claims, vals, res))
+		return;
+	reject(ERRCODE_UNIQUE_VIOLATION, NULL, "the row violates a unique constraint of %s", t->qualname);
 }
 
 static void

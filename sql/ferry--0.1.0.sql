@@ -435,6 +435,11 @@ BEGIN
     END IF;
 END $$;
 
+CREATE FUNCTION ferry._on_ddl_start() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'ferry_on_ddl_start' LANGUAGE C;
+
+CREATE EVENT TRIGGER ferry_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ferry._on_ddl_start();
 CREATE EVENT TRIGGER ferry_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ferry._on_ddl_end();
 CREATE EVENT TRIGGER ferry_sql_drop ON sql_drop

@@ -1,0 +1,77 @@
+# Makefile -- build, install, test and run ferry.
+#
+#   make              build the extension and the C test programs
+#   make deps         install the Debian packages the project needs (scripts/deps.sh)
+#   make install      install the extension into the system's PostgreSQL 15 (sudo when not root)
+#   make test         the one test command: deps, build, install, a throwaway cluster, every suite
+#   make run          a local PostgreSQL with ferry and the demo schema (scripts/run.sh)
+#   make run-stop     stop that PostgreSQL (its data stays in .run/pg); run-clean removes it
+#   make bench        the benchmarks (bench/run.sh) against a throwaway cluster
+#   make clean        remove build products
+
+# PostgreSQL 15's binaries; the scripts read the same FERRY_PG_BIN.
+FERRY_PG_BIN ?= /usr/lib/postgresql/15/bin
+PG_CONFIG ?= $(FERRY_PG_BIN)/pg_config
+# Recursive (=) on purpose: pg_config is only asked when a rule needs it, so that
+# `make deps` works before PostgreSQL is installed.
+PG_INCLUDEDIR = $(shell $(PG_CONFIG) --includedir)
+
+ifeq ($(origin CC),default)
+CC = gcc
+endif
+WARNINGS = -Wall -Wextra -Werror
+TEST_CFLAGS = $(WARNINGS) -O1 -g -Itest -I$(PG_INCLUDEDIR) $(EXTRA_CFLAGS)
+TEST_LDLIBS = -lpq $(EXTRA_LDLIBS)
+
+# The extension is built by its own PGXS Makefile; no LLVM bitcode (needs clang).
+EXT_MAKE = $(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) with_llvm=no
+HAVE_EXTENSION = $(wildcard extension/Makefile)
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+# One program per test/extension/*.c, built as build/test/extension/<name>.t.
+EXT_TEST_SRCS = $(wildcard test/extension/*.c)
+EXT_TEST_BINS = $(patsubst test/extension/%.c,build/test/extension/%.t,$(EXT_TEST_SRCS))
+
+.PHONY: all extension tests deps install test run run-stop run-clean bench clean
+
+all: extension tests
+
+extension:
+ifneq ($(HAVE_EXTENSION),)
+	$(EXT_MAKE)
+endif
+
+tests: $(EXT_TEST_BINS)
+
+build/test/extension/%.t: test/extension/%.c test/tap.h $(wildcard test/extension/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_LDLIBS)
+
+deps:
+	scripts/deps.sh
+
+install: extension
+ifneq ($(HAVE_EXTENSION),)
+	$(SUDO) $(EXT_MAKE) install
+endif
+
+test:
+	test/run.sh
+
+run:
+	scripts/run.sh start
+
+run-stop:
+	scripts/run.sh stop
+
+run-clean:
+	scripts/run.sh clean
+
+bench:
+	test/run.sh --bench
+
+clean:
+ifneq ($(HAVE_EXTENSION),)
+	-$(EXT_MAKE) clean
+endif
+	rm -rf build
