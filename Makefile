@@ -6,6 +6,7 @@
 #   make test         the one test command: deps, build, install, a throwaway cluster, every suite
 #   make run          a local PostgreSQL with ferry and the demo schema (scripts/run.sh)
 #   make run-stop     stop that PostgreSQL (its data stays in .run/pg); run-clean removes it
+#   make test-sanitize  make test with the extension built with UBSan and the C tests with ASan+UBSan
 #   make bench        the benchmarks (bench/run.sh) against a throwaway cluster
 #   make clean        remove build products
 
@@ -23,8 +24,17 @@ WARNINGS = -Wall -Wextra -Werror
 TEST_CFLAGS = $(WARNINGS) -O1 -g -Itest -I$(PG_INCLUDEDIR) $(EXTRA_CFLAGS)
 TEST_LDLIBS = -lpq $(EXTRA_LDLIBS)
 
+# SANITIZE=1 (make test-sanitize): UBSan in the extension (it runs inside the server, where
+# ASan cannot be the first library loaded), ASan and UBSan in the C test programs.
+ifeq ($(SANITIZE),1)
+EXT_SAN = PG_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	SHLIB_LINK="-fsanitize=undefined"
+TEST_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TEST_LDLIBS += -fsanitize=address,undefined
+endif
+
 # The extension is built by its own PGXS Makefile; no LLVM bitcode (needs clang).
-EXT_MAKE = $(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) with_llvm=no
+EXT_MAKE = $(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) with_llvm=no $(EXT_SAN)
 HAVE_EXTENSION = $(wildcard extension/Makefile)
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -32,7 +42,7 @@ SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 EXT_TEST_SRCS = $(wildcard test/extension/*.c)
 EXT_TEST_BINS = $(patsubst test/extension/%.c,build/test/extension/%.t,$(EXT_TEST_SRCS))
 
-.PHONY: all extension tests deps install test run run-stop run-clean bench clean
+.PHONY: all extension tests deps install test test-sanitize run run-stop run-clean bench clean
 
 all: extension tests
 
@@ -57,6 +67,12 @@ endif
 
 test:
 	test/run.sh
+
+# Rebuilds everything with sanitizers, runs the suites, and rebuilds without them, so that
+# the installed extension is the ordinary one again whatever the outcome.
+test-sanitize:
+	$(MAKE) clean
+	SANITIZE=1 test/run.sh; rc=$$?; $(MAKE) clean; $(MAKE) install >/dev/null; exit $$rc
 
 run:
 	scripts/run.sh start

@@ -262,15 +262,26 @@ BEGIN
         RAISE EXCEPTION 'rule "%" needs a read predicate', name USING ERRCODE = '22004',
             HINT = 'Use ''false'' for a rule that grants no reads.';
     END IF;
-    PERFORM ferry._validate_predicate(tbl, read_predicate);
-    IF write_predicate IS NOT NULL THEN
-        PERFORM ferry._validate_predicate(tbl, write_predicate);
-    END IF;
+    -- ferry._check_rule validates both predicates.
     INSERT INTO ferry.rules AS r (tbl, name, read_predicate, write_predicate)
     VALUES (tbl, name, read_predicate, write_predicate)
     ON CONFLICT ON CONSTRAINT rules_pkey DO UPDATE
        SET read_predicate = excluded.read_predicate, write_predicate = excluded.write_predicate;
 END $$;
+
+-- ferry._check_rule validates every predicate that enters ferry.rules, however it
+-- gets there: they are pasted into SQL, so nothing unchecked may be stored.
+CREATE FUNCTION ferry._check_rule() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ferry._validate_predicate(NEW.tbl, NEW.read_predicate);
+    IF NEW.write_predicate IS NOT NULL THEN
+        PERFORM ferry._validate_predicate(NEW.tbl, NEW.write_predicate);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER check_rule BEFORE INSERT OR UPDATE ON ferry.rules
+    FOR EACH ROW EXECUTE FUNCTION ferry._check_rule();
 
 CREATE FUNCTION ferry.drop_rule(tbl regclass, name text) RETURNS void
 LANGUAGE plpgsql AS $$
