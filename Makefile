@@ -31,6 +31,7 @@ EXT_SAN = PG_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all -fno-omit-fr
 	SHLIB_LINK="-fsanitize=undefined"
 TEST_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 TEST_LDLIBS += -fsanitize=address,undefined
+GW_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
 # The extension is built by its own PGXS Makefile; no LLVM bitcode (needs clang).
@@ -38,20 +39,69 @@ EXT_MAKE = $(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) with_llvm=no $(EXT_SAN)
 HAVE_EXTENSION = $(wildcard extension/Makefile)
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
+# ---- gateway (ferryd) --------------------------------------------------------------
+# Every gateway/*.c but ferryd.c (main) is a module; the protocol's C code is generated
+# from proto/ferry.proto into build/proto. Test programs test/gateway/<name>.c link all
+# modules; fuzzers test/fuzz/<name>.c are built with clang and libFuzzer.
+GW_MODULE_SRCS = $(filter-out gateway/ferryd.c,$(wildcard gateway/*.c))
+GW_PROTO_SRCS = $(patsubst proto/%.proto,build/proto/%.pb-c.c,$(wildcard proto/*.proto))
+GW_OBJS = $(patsubst gateway/%.c,build/gateway/%.o,$(GW_MODULE_SRCS)) \
+	$(patsubst %.c,%.o,$(GW_PROTO_SRCS))
+GW_PKGS = libwebsockets libjwt libpq
+GW_CFLAGS = $(WARNINGS) -std=gnu11 -O2 -g -Igateway -Ibuild/proto -Itest -I$(PG_INCLUDEDIR) \
+	$(shell pkg-config --cflags $(GW_PKGS) 2>/dev/null) $(EXTRA_CFLAGS) $(GW_SAN)
+# libpg_query carries its own copy of protobuf-c: the system's must come first.
+GW_LDLIBS = $(shell pkg-config --libs $(GW_PKGS) 2>/dev/null) -lprotobuf-c -lpg_query -lm -lpthread \
+	$(EXTRA_LDLIBS) $(GW_SAN)
+HAVE_GATEWAY = $(wildcard gateway/ferryd.c)
+GW_TEST_SRCS = $(wildcard test/gateway/*.c)
+GW_TEST_BINS = $(patsubst test/gateway/%.c,build/test/gateway/%.t,$(GW_TEST_SRCS))
+FUZZ_SRCS = $(wildcard test/fuzz/*.c)
+FUZZ_BINS = $(patsubst test/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_CC = clang
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-Igateway -Ibuild/proto -I$(PG_INCLUDEDIR) $(shell pkg-config --cflags $(GW_PKGS) 2>/dev/null)
+
+build/proto/%.pb-c.c build/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p build/proto
+	protoc-c --proto_path=proto --c_out=build/proto $<
+
+build/proto/%.pb-c.o: build/proto/%.pb-c.c
+	$(CC) $(filter-out -Wextra,$(GW_CFLAGS)) -c -o $@ $<
+
+build/gateway/%.o: gateway/%.c $(wildcard gateway/*.h) $(patsubst %.c,%.h,$(GW_PROTO_SRCS))
+	@mkdir -p $(@D)
+	$(CC) $(GW_CFLAGS) -c -o $@ $<
+
+gateway/ferryd: build/gateway/ferryd.o $(GW_OBJS)
+	$(CC) -o $@ $^ $(GW_LDLIBS)
+
+build/test/gateway/%.t: test/gateway/%.c $(GW_OBJS) test/tap.h $(wildcard test/gateway/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(GW_CFLAGS) -o $@ $< $(GW_OBJS) $(GW_LDLIBS)
+
+build/fuzz/%: test/fuzz/%.c $(GW_MODULE_SRCS) $(GW_PROTO_SRCS) $(wildcard gateway/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(GW_MODULE_SRCS) $(GW_PROTO_SRCS) $(GW_LDLIBS)
+
+gateway: $(if $(HAVE_GATEWAY),gateway/ferryd) $(GW_OBJS)
+
+fuzz: $(FUZZ_BINS)
+
 # One program per test/extension/*.c, built as build/test/extension/<name>.t.
 EXT_TEST_SRCS = $(wildcard test/extension/*.c)
 EXT_TEST_BINS = $(patsubst test/extension/%.c,build/test/extension/%.t,$(EXT_TEST_SRCS))
 
-.PHONY: all extension tests deps install test test-sanitize run run-stop run-clean bench clean
+.PHONY: all extension gateway fuzz tests deps install test test-sanitize run run-stop run-clean bench clean
 
-all: extension tests
+all: extension gateway tests fuzz
 
 extension:
 ifneq ($(HAVE_EXTENSION),)
 	$(EXT_MAKE)
 endif
 
-tests: $(EXT_TEST_BINS)
+tests: $(EXT_TEST_BINS) $(GW_TEST_BINS)
 
 build/test/extension/%.t: test/extension/%.c test/tap.h $(wildcard test/extension/*.h)
 	@mkdir -p $(@D)
@@ -90,4 +140,4 @@ clean:
 ifneq ($(HAVE_EXTENSION),)
 	-$(EXT_MAKE) clean
 endif
-	rm -rf build
+	rm -rf build gateway/ferryd

@@ -20,6 +20,7 @@ PACKAGES=(
   libwebsockets-dev                                 # gateway: HTTP + WebSocket
   libprotobuf-c-dev protobuf-c-compiler             # wire protocol (proto/)
   libpg-query-dev                                   # gateway: WHERE parsing
+  clang libclang-rt-14-dev                          # libFuzzer and sanitizer runtimes (test/fuzz)
   libjwt-dev libjansson-dev libssl-dev              # gateway: JWT auth
   libsqlite3-dev sqlite3                            # client store
 )

@@ -35,7 +35,7 @@ export PATH="${FERRY_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 # when it failed. To add one (the gateway's unit tests, the client's, the scenario
 # tests), write its function and add its name to SUITES, in the order they should run.
 
-SUITES=(pgtap extension)
+SUITES=(pgtap extension gateway fuzz)
 
 verbose=()
 [ "${FERRY_TEST_VERBOSE:-0}" = 1 ] && verbose=(--verbose)
@@ -65,6 +65,38 @@ suite_pgtap() {
 # suite_extension: C programs test/extension/*.c that drive the extension through libpq.
 suite_extension() {
   prove_c_tests test/extension
+}
+
+# suite_gateway: C programs test/gateway/*.c: gateway modules, and ferryd end to end.
+suite_gateway() {
+  prove_c_tests test/gateway
+}
+
+# suite_fuzz: each libFuzzer target build/fuzz/<name> (from test/fuzz/<name>.c) runs for
+# FERRY_FUZZ_SECONDS (default 10) from its seed corpus test/fuzz/corpus/<name>/; a crash,
+# leak or sanitizer report fails the suite and leaves the reproducer in build/fuzz/.
+suite_fuzz() {
+  local bins=() src name rc=0
+  for src in test/fuzz/*.c; do
+    [ -e "$src" ] || continue
+    bins+=("$(basename "$src" .c)")
+  done
+  [ "${#bins[@]}" -gt 0 ] || return 77
+  for name in "${bins[@]}"; do
+    local corpus="build/fuzz/corpus-$name"
+    mkdir -p "$corpus"
+    [ -d "test/fuzz/corpus/$name" ] && cp -r "test/fuzz/corpus/$name/." "$corpus/"
+    echo "fuzz $name: ${FERRY_FUZZ_SECONDS:-10} s"
+    if ! (cd build/fuzz && "./$name" -max_total_time="${FERRY_FUZZ_SECONDS:-10}" -print_final_stats=1 \
+            "corpus-$name" >"fuzz-$name.log" 2>&1); then
+      echo "not ok: $name (see build/fuzz/fuzz-$name.log)"
+      tail -30 "build/fuzz/fuzz-$name.log"
+      rc=1
+    else
+      echo "ok: $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "build/fuzz/fuzz-$name.log" | grep -o '[0-9]*$') runs)"
+    fi
+  done
+  return $rc
 }
 
 # ---- setup ------------------------------------------------------------------------
