@@ -19,7 +19,12 @@
 #include "parser/analyze.h"
 #include "parser/parse_type.h"
 #include "parser/parser.h"
+#include "access/htup_details.h"
 #include "access/transam.h"
+#include "catalog/pg_collation.h"
+#include "utils/pg_locale.h"
+#include "utils/syscache.h"
+#include <locale.h>
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -258,7 +263,43 @@ walk(Walk *w, Node *n)
 	}
 }
 
-/* Refuses any operator that is not built in (a user-defined = on some type). */
+/*
+ * True when strings under collation collid sort in byte order, as the
+ * gateway compares them: C and POSIX, and the C.UTF-8 locale.
+ */
+static bool
+collation_is_bytewise(Oid collid)
+{
+	const char *locale = NULL;
+
+	if (!OidIsValid(collid) || lc_collate_is_c(collid))
+		return true;
+	if (collid == DEFAULT_COLLATION_OID)
+		locale = setlocale(LC_COLLATE, NULL);
+	else
+	{
+		HeapTuple	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
+
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_collation coll = (Form_pg_collation) GETSTRUCT(tup);
+			bool		isnull;
+			Datum		d = SysCacheGetAttr(COLLOID, tup, Anum_pg_collation_collcollate, &isnull);
+
+			if (coll->collprovider == COLLPROVIDER_LIBC && !isnull)
+				locale = TextDatumGetCString(d);
+			ReleaseSysCache(tup);
+		}
+	}
+	return locale != NULL &&
+		(pg_strcasecmp(locale, "C.UTF-8") == 0 || pg_strcasecmp(locale, "C.utf8") == 0);
+}
+
+/*
+ * Refuses any operator that is not built in (a user-defined = on some type),
+ * and ordering comparisons of text under a collation the gateway cannot
+ * reproduce (it compares bytes).
+ */
 static bool
 check_builtin_ops(Node *n, void *context)
 {
@@ -268,6 +309,17 @@ check_builtin_ops(Node *n, void *context)
 		return false;
 	if (IsA(n, OpExpr) && ((OpExpr *) n)->opno >= FirstNormalObjectId)
 		refuse(w, ((OpExpr *) n)->location, "user-defined operators");
+	if (IsA(n, OpExpr) && !collation_is_bytewise(((OpExpr *) n)->inputcollid))
+	{
+		char	   *name = get_opname(((OpExpr *) n)->opno);
+
+		if (name != NULL && (strcmp(name, "<") == 0 || strcmp(name, "<=") == 0 ||
+							 strcmp(name, ">") == 0 || strcmp(name, ">=") == 0))
+			refuse(w, ((OpExpr *) n)->location,
+				   psprintf("%s on text under collation \"%s\"; the gateway orders text bytewise "
+							"(C, POSIX or C.UTF-8 collations only)", name,
+							get_collation_name(((OpExpr *) n)->inputcollid)));
+	}
 	if (IsA(n, ScalarArrayOpExpr) && ((ScalarArrayOpExpr *) n)->opno >= FirstNormalObjectId)
 		refuse(w, ((ScalarArrayOpExpr *) n)->location, "user-defined operators");
 	return expression_tree_walker(n, check_builtin_ops, context);
