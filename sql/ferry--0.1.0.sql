@@ -64,11 +64,14 @@ CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE ON ferry.rules
 CREATE TRIGGER invalidate AFTER INSERT OR UPDATE OR DELETE ON ferry.conflict_rules
     FOR EACH ROW EXECUTE FUNCTION ferry._invalidate();
 
+-- The gateway reads publication ferry. ferry's own catalog is in it too, so that
+-- changes to rules and synced tables reach the gateway in order with the data.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'ferry') THEN
         CREATE PUBLICATION ferry;
     END IF;
+    ALTER PUBLICATION ferry ADD TABLE ferry.synced_tables, ferry.rules, ferry.conflict_rules, ferry.state;
 END $$;
 
 -- ----------------------------------------------------------------
