@@ -39,6 +39,8 @@ EXT_MAKE = $(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) with_llvm=no $(EXT_SAN)
 HAVE_EXTENSION = $(wildcard extension/Makefile)
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
+.DEFAULT_GOAL := all
+
 # ---- gateway (ferryd) --------------------------------------------------------------
 # Every gateway/*.c but ferryd.c (main) is a module; the protocol's C code is generated
 # from proto/ferry.proto into build/proto. Test programs test/gateway/<name>.c link all
@@ -47,7 +49,7 @@ GW_MODULE_SRCS = $(filter-out gateway/ferryd.c,$(wildcard gateway/*.c))
 GW_PROTO_SRCS = $(patsubst proto/%.proto,build/proto/%.pb-c.c,$(wildcard proto/*.proto))
 GW_OBJS = $(patsubst gateway/%.c,build/gateway/%.o,$(GW_MODULE_SRCS)) \
 	$(patsubst %.c,%.o,$(GW_PROTO_SRCS))
-GW_PKGS = libwebsockets libjwt libpq
+GW_PKGS = libwebsockets libjwt libpq jansson
 GW_CFLAGS = $(WARNINGS) -std=gnu11 -O2 -g -Igateway -Ibuild/proto -Itest -I$(PG_INCLUDEDIR) \
 	$(shell pkg-config --cflags $(GW_PKGS) 2>/dev/null) $(EXTRA_CFLAGS) $(GW_SAN)
 # libpg_query carries its own copy of protobuf-c: the system's must come first.

@@ -137,7 +137,9 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 	int			c;
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->database_url = env_or("FERRY_DATABASE_URL", NULL);
+	/* Set but empty: libpq's defaults and PG* environment variables. */
+	if ((s = getenv("FERRY_DATABASE_URL")) != NULL)
+		cfg->database_url = strdup(s);
 	cfg->data_dir = env_or("FERRY_DATA_DIR", DEFAULT_DATA_DIR);
 	cfg->slot = env_or("FERRY_SLOT", DEFAULT_SLOT);
 	cfg->publication = strdup("ferry");
