@@ -896,6 +896,16 @@ sweep_shape(Shape *s, void *arg)
 {
 	Sweep	   *sw = arg;
 
+	/* Retention: every minute, old segments of live shapes go. */
+	if (s->state == SHAPE_READY && sw->now - s->retained_at_us > 60 * 1000000LL)
+	{
+		char		err[256];
+
+		s->retained_at_us = sw->now;
+		if (slog_retain(s->log, (uint64_t) gw->cfg->retention_bytes, gw->cfg->retention_age, sw->now / 1000000,
+						err, sizeof(err)) < 0)
+			log_warn("session", "retention of shape %s: %s", s->handle, err);
+	}
 	/* Invalid shapes go once their snapshot (if any) stopped; idle ones after the retention age. */
 	if (s->snapshot_job != NULL || s->nsubs > 0)
 		return;

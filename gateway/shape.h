@@ -81,6 +81,7 @@ typedef struct Shape
 	int			nsubs;
 	int			subs_cap;
 	int64_t		idle_since_us;	/* when the last subscriber left (0 while subscribed) */
+	int64_t		retained_at_us; /* last retention pass */
 	char	   *invalid_reason; /* why it became INVALID */
 } Shape;
 
