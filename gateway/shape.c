@@ -15,12 +15,21 @@
 #include "log.h"
 #include "shape.h"
 
-/* The routing index's value: every shape of one (table, tenant). */
+/*
+ * The routing index. A bucket holds shapes of one (table, tenant): those
+ * without a usable `column = constant` term in the "general" bucket, the
+ * others in the bucket of (table, tenant, column, constant) of their first
+ * such term. The general bucket also counts, per column, the shapes indexed
+ * by that column, so routing knows which values to look up.
+ */
 typedef struct ShapeList
 {
 	int			n;				/* shapes */
 	int			cap;			/* allocated */
 	Shape	  **items;			/* [n] */
+	int			neq;			/* general bucket: columns with indexed shapes */
+	int		   *eqcols;			/* [neq] column indexes */
+	int		   *eqrefs;			/* [neq] shapes indexed by each */
 } ShapeList;
 
 static int64_t
@@ -55,68 +64,175 @@ shape_registry_init(ShapeRegistry *r, const char *data_dir, char *err, size_t er
 	return 0;
 }
 
+/* Key of a general bucket (col < 0) or of an eq bucket (col, value). */
 static void
-route_key(uint32_t relid, const char *tenant, char *buf, size_t cap, size_t *len)
+route_key(uint32_t relid, const char *tenant, int col, const char *value, char *buf, size_t cap, size_t *len)
 {
 	size_t		tl = strlen(tenant);
+	size_t		vl = value != NULL ? strlen(value) : 0;
+	size_t		n = 0;
 
-	memcpy(buf, &relid, sizeof(relid));
-	if (tl > cap - sizeof(relid))
-		tl = cap - sizeof(relid);
-	memcpy(buf + sizeof(relid), tenant, tl);
-	*len = sizeof(relid) + tl;
+	buf[n++] = col < 0 ? 'G' : 'E';
+	memcpy(buf + n, &relid, sizeof(relid));
+	n += sizeof(relid);
+	if (tl > cap / 2)
+		tl = cap / 2;
+	memcpy(buf + n, tenant, tl);
+	n += tl;
+	buf[n++] = '\0';
+	if (col >= 0)
+	{
+		memcpy(buf + n, &col, sizeof(col));
+		n += sizeof(col);
+		if (vl > cap - n)
+			vl = cap - n;
+		memcpy(buf + n, value, vl);
+		n += vl;
+	}
+	*len = n;
+}
+
+static ShapeList *
+bucket(ShapeRegistry *r, const char *key, size_t len, int create)
+{
+	ShapeList  *l = hmap_get(&r->route, key, len);
+
+	if (l == NULL && create)
+	{
+		l = calloc(1, sizeof(ShapeList));
+		hmap_put(&r->route, key, len, l);
+	}
+	return l;
+}
+
+static void
+bucket_add(ShapeList *l, Shape *s)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = l->cap ? l->cap * 2 : 4;
+		l->items = realloc(l->items, sizeof(Shape *) * l->cap);
+	}
+	l->items[l->n++] = s;
+}
+
+static void
+bucket_remove(ShapeList *l, Shape *s)
+{
+	for (int j = 0; j < l->n; j++)
+		if (l->items[j] == s)
+		{
+			l->items[j] = l->items[--l->n];
+			return;
+		}
+}
+
+static void
+bucket_free_if_empty(ShapeRegistry *r, ShapeList *l, const char *key, size_t len)
+{
+	if (l->n > 0 || l->neq > 0)
+		return;
+	hmap_del(&r->route, key, len);
+	free(l->items);
+	free(l->eqcols);
+	free(l->eqrefs);
+	free(l);
+}
+
+/* The term a shape is indexed by, if any: sets *col and returns its constant. */
+static const char *
+index_term(const Shape *s, int *col)
+{
+	int			cols[1];
+	const char *consts[1];
+
+	if (s->where != NULL && expr_eq_terms(s->where, 1, cols, consts) == 1)
+	{
+		*col = cols[0];
+		return consts[0];
+	}
+	*col = -1;
+	return NULL;
 }
 
 static void
 route_add(ShapeRegistry *r, Shape *s)
 {
+	int			col;
+	const char *value = index_term(s, &col);
+
 	for (int i = 0; i < s->ntenants; i++)
 	{
-		char		key[1024];
+		char		key[2048];
 		size_t		len;
-		ShapeList  *l;
+		ShapeList  *g;
 
-		route_key(s->relid, s->tenants[i], key, sizeof(key), &len);
-		l = hmap_get(&r->route, key, len);
-		if (l == NULL)
+		route_key(s->relid, s->tenants[i], -1, NULL, key, sizeof(key), &len);
+		g = bucket(r, key, len, 1);
+		if (col < 0)
 		{
-			l = calloc(1, sizeof(ShapeList));
-			hmap_put(&r->route, key, len, l);
+			bucket_add(g, s);
+			continue;
 		}
-		if (l->n == l->cap)
 		{
-			l->cap = l->cap ? l->cap * 2 : 4;
-			l->items = realloc(l->items, sizeof(Shape *) * l->cap);
+			int			k;
+
+			for (k = 0; k < g->neq && g->eqcols[k] != col; k++)
+				;
+			if (k == g->neq)
+			{
+				g->eqcols = realloc(g->eqcols, sizeof(int) * (g->neq + 1));
+				g->eqrefs = realloc(g->eqrefs, sizeof(int) * (g->neq + 1));
+				g->eqcols[k] = col;
+				g->eqrefs[k] = 0;
+				g->neq++;
+			}
+			g->eqrefs[k]++;
 		}
-		l->items[l->n++] = s;
+		route_key(s->relid, s->tenants[i], col, value, key, sizeof(key), &len);
+		bucket_add(bucket(r, key, len, 1), s);
 	}
 }
 
 static void
 route_remove(ShapeRegistry *r, Shape *s)
 {
+	int			col;
+	const char *value = index_term(s, &col);
+
 	for (int i = 0; i < s->ntenants; i++)
 	{
-		char		key[1024];
-		size_t		len;
-		ShapeList  *l;
+		char		gkey[2048];
+		char		key[2048];
+		size_t		glen,
+					len;
+		ShapeList  *g,
+				   *l;
 
-		route_key(s->relid, s->tenants[i], key, sizeof(key), &len);
-		l = hmap_get(&r->route, key, len);
-		if (l == NULL)
+		route_key(s->relid, s->tenants[i], -1, NULL, gkey, sizeof(gkey), &glen);
+		g = bucket(r, gkey, glen, 0);
+		if (g == NULL)
 			continue;
-		for (int j = 0; j < l->n; j++)
-			if (l->items[j] == s)
-			{
-				l->items[j] = l->items[--l->n];
-				break;
-			}
-		if (l->n == 0)
+		if (col < 0)
+			bucket_remove(g, s);
+		else
 		{
-			hmap_del(&r->route, key, len);
-			free(l->items);
-			free(l);
+			route_key(s->relid, s->tenants[i], col, value, key, sizeof(key), &len);
+			if ((l = bucket(r, key, len, 0)) != NULL)
+			{
+				bucket_remove(l, s);
+				bucket_free_if_empty(r, l, key, len);
+			}
+			for (int k = 0; k < g->neq; k++)
+				if (g->eqcols[k] == col && --g->eqrefs[k] == 0)
+				{
+					g->eqcols[k] = g->eqcols[g->neq - 1];
+					g->eqrefs[k] = g->eqrefs[g->neq - 1];
+					g->neq--;
+					break;
+				}
 		}
+		bucket_free_if_empty(r, g, gkey, glen);
 	}
 }
 
@@ -189,6 +305,8 @@ shape_registry_destroy(ShapeRegistry *r)
 		ShapeList  *l = r->route.slots[i].value;
 
 		free(l->items);
+		free(l->eqcols);
+		free(l->eqrefs);
 		free(l);
 	}
 	hmap_destroy(&r->by_key);
@@ -222,19 +340,45 @@ shape_invalidate(Shape *s, const char *reason)
 }
 
 void
-shape_route(ShapeRegistry *r, uint32_t relid, const char *tenant, shape_fn fn, void *arg)
+shape_route(ShapeRegistry *r, uint32_t relid, const char *tenant, const char *const *old_values,
+			const char *const *new_values, shape_fn fn, void *arg)
 {
-	char		key[1024];
+	static uint64_t epoch = 0;
+	char		key[2048];
 	size_t		len;
-	ShapeList  *l;
+	ShapeList  *g;
 
-	route_key(relid, tenant, key, sizeof(key), &len);
-	l = hmap_get(&r->route, key, len);
-	if (l == NULL)
+	route_key(relid, tenant, -1, NULL, key, sizeof(key), &len);
+	g = hmap_get(&r->route, key, len);
+	if (g == NULL)
 		return;
 	/* fn may invalidate shapes but never removes them from the index. */
-	for (int i = 0; i < l->n; i++)
-		fn(l->items[i], arg);
+	epoch++;
+	for (int i = 0; i < g->n; i++)
+		fn(g->items[i], arg);
+	for (int k = 0; k < g->neq; k++)
+	{
+		const char *const *rows[2] = {old_values, new_values};
+
+		for (int v = 0; v < 2; v++)
+		{
+			ShapeList  *l;
+
+			if (rows[v] == NULL || rows[v][g->eqcols[k]] == NULL)
+				continue;
+			route_key(relid, tenant, g->eqcols[k], rows[v][g->eqcols[k]], key, sizeof(key), &len);
+			if ((l = hmap_get(&r->route, key, len)) == NULL)
+				continue;
+			for (int i = 0; i < l->n; i++)
+			{
+				/* an update whose old and new values are equal finds a shape twice */
+				if (l->items[i]->route_epoch == epoch)
+					continue;
+				l->items[i]->route_epoch = epoch;
+				fn(l->items[i], arg);
+			}
+		}
+	}
 }
 
 void

@@ -82,6 +82,7 @@ typedef struct Shape
 	int			subs_cap;
 	int64_t		idle_since_us;	/* when the last subscriber left (0 while subscribed) */
 	int64_t		retained_at_us; /* last retention pass */
+	uint64_t	route_epoch;	/* shape_route's visit marker */
 	char	   *invalid_reason; /* why it became INVALID */
 } Shape;
 
@@ -142,11 +143,14 @@ void		shape_drop(ShapeRegistry *r, Shape *s);
 void		shape_invalidate(Shape *s, const char *reason);
 
 /*
- * shape_route calls fn for every shape that may hold rows of table relid with
- * tenant value tenant (text).
+ * shape_route calls fn once for every shape that may hold a row of table
+ * relid with tenant value tenant (text), before (old_values) or after
+ * (new_values) a change; either may be NULL. Shapes indexed by a
+ * `column = constant` term are found by the row's values.
  */
 typedef void (*shape_fn) (Shape *s, void *arg);
-void		shape_route(ShapeRegistry *r, uint32_t relid, const char *tenant, shape_fn fn, void *arg);
+void		shape_route(ShapeRegistry *r, uint32_t relid, const char *tenant, const char *const *old_values,
+						const char *const *new_values, shape_fn fn, void *arg);
 /* Calls fn for every shape of table relid (0: every shape). */
 void		shape_each(ShapeRegistry *r, uint32_t relid, shape_fn fn, void *arg);
 

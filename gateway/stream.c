@@ -480,7 +480,8 @@ on_row_change(uint32_t relid, const PgoTuple *oldtup, const PgoTuple *newtup, ch
 	tenant_row = c.new != NULL ? c.new : c.old;
 	if (tenant_row == NULL || tenant_row->vals[t->tenant] == NULL)
 		return 0;
-	shape_route(&gw->shapes, relid, tenant_row->vals[t->tenant], route_change, &c);
+	shape_route(&gw->shapes, relid, tenant_row->vals[t->tenant], c.old != NULL ? c.old->vals : NULL,
+				c.new != NULL ? c.new->vals : NULL, route_change, &c);
 	return 0;
 }
 
