@@ -80,7 +80,7 @@ typedef int (*repl_data_fn)(void *arg, uint64_t wal_start, uint64_t wal_end,
 #define REPL_DONE 0             /* handler: repl_read frees the payload */
 #define REPL_KEEP 1             /* handler: the caller owns the payload (repl_payload_free) */
 
-/* repl_connect_poll results besides 0 (streaming) and -1 (failed): what to wait for. */
+/* repl_connect_poll results besides 0 (streaming) and -1 (failed): what to wait for (a mask). */
 #define REPL_WANT_READ 1        /* wait until repl_socket is readable, call again */
 #define REPL_WANT_WRITE 2       /* wait until repl_socket is writable, call again */
 
@@ -109,10 +109,10 @@ Repl *repl_open_opts(const ReplOptions *opts, ReplErrKind *kind, char *err, size
 Repl *repl_start(const ReplOptions *opts, char *err, size_t errlen);
 
 /*
- * repl_connect_poll advances the setup. Returns 0 once streaming, REPL_WANT_READ or
- * REPL_WANT_WRITE (wait for that on repl_socket(), which may change until streaming, and
- * call again), or -1 with err set (repl_error_kind says which kind; close the Repl).
- * The caller enforces any timeout.
+ * repl_connect_poll advances the setup. Returns 0 once streaming; a mask of REPL_WANT_READ
+ * and REPL_WANT_WRITE (wait until repl_socket() -- which may change until streaming, with
+ * a multi-host conninfo -- is ready for one of them, and call again); or -1 with err set
+ * (repl_error_kind says which kind; close the Repl). The caller enforces any timeout.
  */
 int repl_connect_poll(Repl *r, char *err, size_t errlen);
 

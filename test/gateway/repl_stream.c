@@ -446,7 +446,9 @@ main(void)
 
         sql("INSERT INTO %s SELECT generate_series(1, 100)", other);
         repl_lsn_parse(sql_value("SELECT pg_current_wal_lsn()"), &target);
-        pump(r, &c, 0, 1500, err, sizeof(err));
+        for (int i = 0; i < 100 && repl_server_wal_end(r) < target; i++)
+            pump(r, &c, 0, 100, err, sizeof(err));
+        pump(r, &c, 0, 500, err, sizeof(err)); /* status updates at 100 ms would have gone out */
         ok(slot_confirmed() == before && repl_server_wal_end(r) >= target,
            "with no_idle_advance the slot stays at the confirmed LSN though keepalives say %s",
            repl_lsn_format(repl_server_wal_end(r), lsn));
