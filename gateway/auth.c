@@ -13,6 +13,7 @@
  *      verified -- checking the type of each.
  */
 #include "auth.h"
+#include "errbuf.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -32,19 +33,6 @@
 
 /* ---- errors ------------------------------------------------------------------------- */
 
-static int __attribute__((format(printf, 4, 5)))
-fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0)
-    {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 const char *
 auth_result_name(int rc)
@@ -133,9 +121,9 @@ parse_part(const char *s, size_t n, const char *what, json_t **out, char *err, s
 
     *out = NULL;
     if (rc == -2)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory decoding the token");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory decoding the token");
     if (rc != 0)
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "the token's %s is not valid base64url",
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "the token's %s is not valid base64url",
                     what);
     /* jansson refuses invalid UTF-8, \u0000, duplicate keys and trailing bytes. Its
      * error text quotes the input, so it is not passed on. */
@@ -145,7 +133,7 @@ parse_part(const char *s, size_t n, const char *what, json_t **out, char *err, s
     {
         json_decref(*out);
         *out = NULL;
-        return fail(AUTH_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                     "the token's %s is not a JSON object (or repeats a key)", what);
     }
     return AUTH_OK;
@@ -170,18 +158,18 @@ split_token(const char *token, size_t len, json_t **header, json_t **payload, ch
             else if (dot2 == NULL)
                 dot2 = token + i;
             else
-                return fail(AUTH_ERR_MALFORMED, err, errlen,
+                return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                             "the token has more than three '.'-separated segments");
         }
         else if (b64url_value((unsigned char) token[i]) < 0)
-            return fail(AUTH_ERR_MALFORMED, err, errlen,
+            return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                         "the token has a character outside base64url at byte %zu", i);
     }
     if (dot2 == NULL)
-        return fail(AUTH_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                     "the token is not a JWT: it needs three '.'-separated segments");
     if (dot1 == token || dot2 == dot1 + 1)
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header or payload is empty");
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header or payload is empty");
     rc = parse_part(token, (size_t) (dot1 - token), "header", header, err, errlen);
     if (rc == AUTH_OK)
         rc = parse_part(dot1 + 1, (size_t) (dot2 - dot1 - 1), "payload", payload, err, errlen);
@@ -203,14 +191,14 @@ check_header(json_t *header, char *err, size_t errlen)
     bool printable = true;
 
     if (alg == NULL)
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header has no alg");
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header has no alg");
     if (!json_is_string(alg))
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header field alg is not a string");
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "the token's header field alg is not a string");
     if (typ != NULL && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0))
-        return fail(AUTH_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                     "the token's header has a typ other than \"JWT\"");
     if (json_object_get(header, "crit") != NULL)
-        return fail(AUTH_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen,
                     "the token's header lists critical extensions (crit), which ferryd "
                     "does not support");
     name = json_string_value(alg);
@@ -221,7 +209,7 @@ check_header(json_t *header, char *err, size_t errlen)
             printable = false;
     if (strlen(name) > 16)
         printable = false;
-    return fail(AUTH_ERR_WRONG_ALG, err, errlen,
+    return errbuf_fail(AUTH_ERR_WRONG_ALG, err, errlen,
                 "the token is signed with alg %s%s%s; ferryd accepts only HS256",
                 printable ? "\"" : "", printable ? name : "(unprintable)", printable ? "\"" : "");
 }
@@ -240,7 +228,7 @@ time_claim(json_t *payload, const char *name, bool required, bool *present, int6
     if (v == NULL)
     {
         if (required)
-            return fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
+            return errbuf_fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
                         "the token has no \"%s\" claim; ferryd requires one", name);
         return AUTH_OK;
     }
@@ -250,7 +238,7 @@ time_claim(json_t *payload, const char *name, bool required, bool *present, int6
              fabs(json_real_value(v)) <= AUTH_MAX_NUMERIC)
         *val = (int64_t) floor(json_real_value(v));
     else
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "the token's \"%s\" claim is not a number of seconds since 1970", name);
     *present = true;
     return AUTH_OK;
@@ -286,15 +274,15 @@ string_claim(json_t *payload, const char *name, bool required, bool null_ok, cha
     if (v == NULL || (null_ok && json_is_null(v)))
     {
         if (required)
-            return fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
+            return errbuf_fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
                         "the token has no \"%s\" claim; ferryd requires one", name);
         return AUTH_OK;
     }
     rc = string_value(v, out);
     if (rc == -2)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
     if (rc != 0)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "the token's \"%s\" claim must be a non-empty string of at most %d bytes",
                     name, AUTH_MAX_CLAIM_BYTES);
     return AUTH_OK;
@@ -308,31 +296,31 @@ tenants_claim(json_t *payload, AuthClaims *out, char *err, size_t errlen)
     size_t n;
 
     if (v == NULL)
-        return fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_MISSING_CLAIM, err, errlen,
                     "the token has no \"tenants\" claim; ferryd requires the list of tenants "
                     "the user may see");
     if (!json_is_array(v))
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "the token's \"tenants\" claim must be an array of strings");
     n = json_array_size(v);
     if (n == 0)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "the token's \"tenants\" claim is empty; it must list at least one tenant");
     if (n > AUTH_MAX_TENANTS)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "the token's \"tenants\" claim lists %zu tenants; at most %d are allowed",
                     n, AUTH_MAX_TENANTS);
     out->tenants = calloc(n, sizeof(char *));
     if (out->tenants == NULL)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
     for (size_t i = 0; i < n; i++)
     {
         int rc = string_value(json_array_get(v, i), &out->tenants[i]);
 
         if (rc == -2)
-            return fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
+            return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory reading the claims");
         if (rc != 0)
-            return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+            return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                         "the token's \"tenants\" claim must hold non-empty strings of at most "
                         "%d bytes; element %zu does not", AUTH_MAX_CLAIM_BYTES, i);
         out->n_tenants++;
@@ -381,15 +369,15 @@ read_claims(json_t *payload, time_t now, AuthClaims *out, char *err, size_t errl
         return rc;
     out->iat = has_iat ? iat : 0;
     if ((int64_t) now >= out->exp)
-        return fail(AUTH_ERR_EXPIRED, err, errlen,
+        return errbuf_fail(AUTH_ERR_EXPIRED, err, errlen,
                     "the token expired %lld s ago; get a new one and send RefreshToken or "
                     "reconnect", (long long) ((int64_t) now - out->exp));
     if (has_nbf && nbf > (int64_t) now + AUTH_LEEWAY_SECONDS)
-        return fail(AUTH_ERR_NOT_YET_VALID, err, errlen,
+        return errbuf_fail(AUTH_ERR_NOT_YET_VALID, err, errlen,
                     "the token is not valid for another %lld s (nbf); check the issuer's clock",
                     (long long) (nbf - (int64_t) now));
     if (has_iat && iat > (int64_t) now + AUTH_LEEWAY_SECONDS)
-        return fail(AUTH_ERR_NOT_YET_VALID, err, errlen,
+        return errbuf_fail(AUTH_ERR_NOT_YET_VALID, err, errlen,
                     "the token was issued %lld s in the future (iat); check the issuer's clock",
                     (long long) (iat - (int64_t) now));
     canon = claims_object(out->sub, (const char *const *) out->tenants, out->n_tenants,
@@ -397,7 +385,7 @@ read_claims(json_t *payload, time_t now, AuthClaims *out, char *err, size_t errl
     out->json = canon != NULL ? json_dumps(canon, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(canon);
     if (out->json == NULL)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory building the claims");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory building the claims");
     return AUTH_OK;
 }
 
@@ -429,17 +417,17 @@ auth_verify(const char *token, const uint8_t *secret, size_t secret_len, time_t 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (out == NULL)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "auth_verify: no claims to fill");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "auth_verify: no claims to fill");
     memset(out, 0, sizeof(*out));
     if (secret == NULL || secret_len == 0 || secret_len > INT_MAX)
-        return fail(AUTH_ERR_INTERNAL, err, errlen,
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen,
                     "the gateway has no usable JWT secret; configure one");
     if (token == NULL || token[0] == '\0')
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "no token was given");
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "no token was given");
     /* First, as libjwt copies the token's parts to the stack (alloca). */
     len = strnlen(token, AUTH_MAX_TOKEN_BYTES + 1);
     if (len > AUTH_MAX_TOKEN_BYTES)
-        return fail(AUTH_ERR_MALFORMED, err, errlen, "the token is longer than %d bytes",
+        return errbuf_fail(AUTH_ERR_MALFORMED, err, errlen, "the token is longer than %d bytes",
                     AUTH_MAX_TOKEN_BYTES);
 
     rc = split_token(token, len, &header, &payload, err, errlen);
@@ -452,19 +440,19 @@ auth_verify(const char *token, const uint8_t *secret, size_t secret_len, time_t 
     rc = jwt_decode(&jwt, token, secret, (int) secret_len);
     if (rc == ENOMEM)
     {
-        rc = fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory verifying the token");
+        rc = errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory verifying the token");
         goto done;
     }
     if (rc != 0 || jwt == NULL)
     {
-        rc = fail(AUTH_ERR_BAD_SIGNATURE, err, errlen,
+        rc = errbuf_fail(AUTH_ERR_BAD_SIGNATURE, err, errlen,
                   "the token's signature does not match the gateway's secret");
         goto done;
     }
     /* check_header pinned HS256 already; this guards against the two disagreeing. */
     if (jwt_get_alg(jwt) != JWT_ALG_HS256)
     {
-        rc = fail(AUTH_ERR_WRONG_ALG, err, errlen,
+        rc = errbuf_fail(AUTH_ERR_WRONG_ALG, err, errlen,
                   "the token is not signed with HS256; ferryd accepts only HS256");
         goto done;
     }
@@ -492,49 +480,49 @@ auth_sign_hs256(const uint8_t *secret, size_t secret_len, const char *sub,
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (token_out == NULL)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "auth_sign_hs256: no output pointer");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "auth_sign_hs256: no output pointer");
     *token_out = NULL;
     if (secret == NULL || secret_len == 0 || secret_len > INT_MAX)
-        return fail(AUTH_ERR_INTERNAL, err, errlen, "a JWT secret must not be empty");
+        return errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "a JWT secret must not be empty");
     if (sub == NULL || sub[0] == '\0' || strlen(sub) > AUTH_MAX_CLAIM_BYTES)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "sub must be a non-empty string of at most %d bytes", AUTH_MAX_CLAIM_BYTES);
     if (role != NULL && (role[0] == '\0' || strlen(role) > AUTH_MAX_CLAIM_BYTES))
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "role must be NULL or a non-empty string of at most %d bytes",
                     AUTH_MAX_CLAIM_BYTES);
     if (tenants == NULL || n_tenants == 0 || n_tenants > AUTH_MAX_TENANTS)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen, "a token needs 1 to %d tenants",
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen, "a token needs 1 to %d tenants",
                     AUTH_MAX_TENANTS);
     for (size_t i = 0; i < n_tenants; i++)
         if (tenants[i] == NULL || tenants[i][0] == '\0' || strlen(tenants[i]) > AUTH_MAX_CLAIM_BYTES)
-            return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+            return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                         "tenant %zu must be a non-empty string of at most %d bytes", i,
                         AUTH_MAX_CLAIM_BYTES);
     if (exp <= iat)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen, "exp must be later than iat");
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen, "exp must be later than iat");
 
     grants = claims_object(sub, tenants, n_tenants, role);
     if (grants == NULL)
-        return fail(AUTH_ERR_BAD_CLAIM, err, errlen,
+        return errbuf_fail(AUTH_ERR_BAD_CLAIM, err, errlen,
                     "sub, tenants and role must be valid UTF-8");
     if (json_object_set_new(grants, "iat", json_integer((json_int_t) iat)) != 0 ||
         json_object_set_new(grants, "exp", json_integer((json_int_t) exp)) != 0 ||
         (text = json_dumps(grants, JSON_COMPACT)) == NULL)
     {
-        rc = fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory signing a token");
+        rc = errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "out of memory signing a token");
         goto done;
     }
     if (jwt_new(&jwt) != 0 ||
         jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int) secret_len) != 0 ||
         jwt_add_grants_json(jwt, text) != 0)
     {
-        rc = fail(AUTH_ERR_INTERNAL, err, errlen, "libjwt could not build the token");
+        rc = errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "libjwt could not build the token");
         goto done;
     }
     *token_out = jwt_encode_str(jwt);
     if (*token_out == NULL)
-        rc = fail(AUTH_ERR_INTERNAL, err, errlen, "libjwt could not sign the token");
+        rc = errbuf_fail(AUTH_ERR_INTERNAL, err, errlen, "libjwt could not sign the token");
 done:
     if (jwt != NULL)
         jwt_free(jwt);

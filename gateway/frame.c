@@ -12,6 +12,7 @@
  *      dozens in memory);
  *   3. check_client applies the protocol's rules to the decoded message.
  */
+#include "errbuf.h"
 #include "frame.h"
 
 #include <stdarg.h>
@@ -34,19 +35,6 @@ const FrameLimits frame_server_limits = {
 
 /* ---- errors and names ----------------------------------------------------------------- */
 
-static int __attribute__((format(printf, 4, 5)))
-fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && errlen > 0)
-    {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 const char *
 frame_result_name(int rc)
@@ -220,7 +208,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_
         int wire_type;
 
         if (!read_varint(&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff)
-            return fail(FRAME_ERR_MALFORMED, err, errlen,
+            return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                         "%s%sbad protobuf field key: the frame is not a ferry.v1 message",
                         path, *path ? ": " : "");
         number = (uint32_t) (key >> 3);
@@ -248,7 +236,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_
                 if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING)
                 {
                     if (!utf8_valid(p, (size_t) n))
-                        return fail(FRAME_ERR_BAD_STRING, err, errlen,
+                        return errbuf_fail(FRAME_ERR_BAD_STRING, err, errlen,
                                     "%s%s%s is not valid UTF-8 or contains a NUL byte",
                                     path, *path ? "." : "", field->name);
                 }
@@ -258,7 +246,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_
                     int rc;
 
                     if (depth + 1 > FRAME_MAX_DEPTH)
-                        return fail(FRAME_ERR_MALFORMED, err, errlen,
+                        return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                                     "%s: messages nested deeper than %d", path,
                                     FRAME_MAX_DEPTH);
                     snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", field->name);
@@ -270,7 +258,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_
                 p += n;
                 break;
             default:
-                return fail(FRAME_ERR_MALFORMED, err, errlen,
+                return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                             "%s%sfield %u has wire type %d, which ferry.v1 does not use",
                             path, *path ? ": " : "", number, wire_type);
         }
@@ -278,7 +266,7 @@ wire_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_
     return FRAME_OK;
 
 truncated:
-    return fail(FRAME_ERR_MALFORMED, err, errlen,
+    return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                 "%s%sa field runs past the end of its message: the frame is truncated or "
                 "not a ferry.v1 message", path, *path ? ": " : "");
 }
@@ -344,10 +332,10 @@ unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
 
     *out = NULL;
     if (data == NULL || len == 0)
-        return fail(FRAME_ERR_EMPTY, err, errlen,
+        return errbuf_fail(FRAME_ERR_EMPTY, err, errlen,
                     "empty frame: every binary frame must hold one %s", what);
     if (len > limits->max_frame_bytes)
-        return fail(FRAME_ERR_TOO_LARGE, err, errlen,
+        return errbuf_fail(FRAME_ERR_TOO_LARGE, err, errlen,
                     "frame of %zu bytes is above the limit of %zu bytes; send smaller "
                     "mutation batches", len, limits->max_frame_bytes);
     rc = wire_walk(desc, data, data + len, 0, "", err, errlen);
@@ -357,12 +345,12 @@ unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
     if (*out != NULL)
         return FRAME_OK;
     if (budget.nomem)
-        return fail(FRAME_ERR_NOMEM, err, errlen, "out of memory decoding a frame");
+        return errbuf_fail(FRAME_ERR_NOMEM, err, errlen, "out of memory decoding a frame");
     if (budget.exceeded)
-        return fail(FRAME_ERR_TOO_COMPLEX, err, errlen,
+        return errbuf_fail(FRAME_ERR_TOO_COMPLEX, err, errlen,
                     "decoding this frame would take more than %zu bytes of memory; "
                     "send fewer items per frame", limits->max_decoded_bytes);
-    return fail(FRAME_ERR_MALFORMED, err, errlen,
+    return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                 "the frame is not a valid %s (a field has the wrong wire type)", what);
 }
 
@@ -421,9 +409,9 @@ check_text(const char *s, size_t max, int flags, const char *prefix, long index,
     else
         snprintf(name, sizeof(name), "%s%s", prefix, suffix);
     if (what == NULL)
-        return fail(rc, err, errlen, "%s is %zu bytes long; at most %zu are allowed",
+        return errbuf_fail(rc, err, errlen, "%s is %zu bytes long; at most %zu are allowed",
                     name, n, max);
-    return fail(rc, err, errlen, "%s %s", name, what);
+    return errbuf_fail(rc, err, errlen, "%s %s", name, what);
 }
 
 static int
@@ -432,7 +420,7 @@ check_hello(const Ferry__V1__Hello *m, char *err, size_t errlen)
     int rc;
 
     if (m->protocol_version == 0)
-        return fail(FRAME_ERR_MISSING_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_MISSING_FIELD, err, errlen,
                     "hello.protocol_version is required (%d for %s)", FRAME_PROTOCOL_VERSION,
                     FRAME_SUBPROTOCOL);
     if ((rc = check_text(m->client_id, FRAME_MAX_ID_BYTES, TEXT_REQUIRED | TEXT_NO_CONTROL,
@@ -443,7 +431,7 @@ check_hello(const Ferry__V1__Hello *m, char *err, size_t errlen)
                          "hello.client_version", -1, "", err, errlen)) != FRAME_OK)
         return rc;
     if (m->schema_version < 0)
-        return fail(FRAME_ERR_BAD_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_BAD_FIELD, err, errlen,
                     "hello.schema_version must not be negative (0 when the client has no cache)");
     return FRAME_OK;
 }
@@ -454,7 +442,7 @@ check_subscribe(const Ferry__V1__Subscribe *m, char *err, size_t errlen)
     int rc;
 
     if (m->subscription_id == 0)
-        return fail(FRAME_ERR_MISSING_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_MISSING_FIELD, err, errlen,
                     "subscribe.subscription_id is required and must not be 0");
     if ((rc = check_text(m->table, FRAME_MAX_TABLE_BYTES, TEXT_REQUIRED | TEXT_NO_CONTROL,
                          "subscribe.table", -1, "", err, errlen)) != FRAME_OK ||
@@ -466,7 +454,7 @@ check_subscribe(const Ferry__V1__Subscribe *m, char *err, size_t errlen)
                          -1, "", err, errlen)) != FRAME_OK)
         return rc;
     if (m->n_columns > FRAME_MAX_COLUMNS)
-        return fail(FRAME_ERR_BAD_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_BAD_FIELD, err, errlen,
                     "subscribe.columns lists %zu columns; at most %d are allowed",
                     m->n_columns, FRAME_MAX_COLUMNS);
     for (size_t i = 0; i < m->n_columns; i++)
@@ -476,7 +464,7 @@ check_subscribe(const Ferry__V1__Subscribe *m, char *err, size_t errlen)
             return rc;
     if (m->offset != NULL && m->offset[0] != '\0' && strcmp(m->offset, "-1") != 0 &&
         (m->handle == NULL || m->handle[0] == '\0'))
-        return fail(FRAME_ERR_BAD_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_BAD_FIELD, err, errlen,
                     "subscribe.offset needs subscribe.handle: an offset only means something "
                     "in the shape it came from");
     return FRAME_OK;
@@ -489,10 +477,10 @@ check_mutations(const Ferry__V1__MutationBatch *m, const FrameLimits *limits, ch
     int rc;
 
     if (m->n_mutations == 0)
-        return fail(FRAME_ERR_MISSING_FIELD, err, errlen,
+        return errbuf_fail(FRAME_ERR_MISSING_FIELD, err, errlen,
                     "mutations: the batch holds no mutation");
     if (limits->max_mutations > 0 && m->n_mutations > limits->max_mutations)
-        return fail(FRAME_ERR_TOO_LARGE, err, errlen,
+        return errbuf_fail(FRAME_ERR_TOO_LARGE, err, errlen,
                     "mutations: %zu mutations in one batch; at most %zu are allowed",
                     m->n_mutations, limits->max_mutations);
     for (size_t i = 0; i < m->n_mutations; i++)
@@ -501,7 +489,7 @@ check_mutations(const Ferry__V1__MutationBatch *m, const FrameLimits *limits, ch
         const char *j;
 
         if (mu == NULL)
-            return fail(FRAME_ERR_MALFORMED, err, errlen, "mutations.mutations[%zu] is missing", i);
+            return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen, "mutations.mutations[%zu] is missing", i);
         if ((rc = check_text(mu->id, FRAME_MAX_ID_BYTES, TEXT_REQUIRED | TEXT_NO_CONTROL,
                              "mutations.mutations", (long) i, ".id", err, errlen)) != FRAME_OK ||
             (rc = check_text(mu->json, FRAME_MAX_MUTATION_BYTES, TEXT_REQUIRED,
@@ -510,7 +498,7 @@ check_mutations(const Ferry__V1__MutationBatch *m, const FrameLimits *limits, ch
         for (j = mu->json; *j == ' ' || *j == '\t' || *j == '\n' || *j == '\r'; j++)
             ;
         if (*j != '{')
-            return fail(FRAME_ERR_BAD_FIELD, err, errlen,
+            return errbuf_fail(FRAME_ERR_BAD_FIELD, err, errlen,
                         "mutations.mutations[%zu].json must be a JSON object", i);
     }
     return FRAME_OK;
@@ -533,7 +521,7 @@ check_client(const Ferry__V1__ClientMessage *msg, const FrameLimits *limits, cha
             if (msg->unsubscribe == NULL)
                 return FRAME_ERR_MALFORMED;
             if (msg->unsubscribe->subscription_id == 0)
-                return fail(FRAME_ERR_MISSING_FIELD, err, errlen,
+                return errbuf_fail(FRAME_ERR_MISSING_FIELD, err, errlen,
                             "unsubscribe.subscription_id is required and must not be 0");
             return FRAME_OK;
         case FERRY__V1__CLIENT_MESSAGE__MSG_MUTATIONS:
@@ -550,11 +538,11 @@ check_client(const Ferry__V1__ClientMessage *msg, const FrameLimits *limits, cha
             break;
     }
     if (msg->base.n_unknown_fields > 0)
-        return fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
+        return errbuf_fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
                     "unknown message type (field %u of ClientMessage); this server speaks %s "
                     "version %d", msg->base.unknown_fields[0].tag, FRAME_SUBPROTOCOL,
                     FRAME_PROTOCOL_VERSION);
-    return fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen, "the frame's ClientMessage holds no message");
+    return errbuf_fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen, "the frame's ClientMessage holds no message");
 }
 
 /* ---- decoding: the API -------------------------------------------------------------------- */
@@ -569,7 +557,7 @@ frame_decode_client(const uint8_t *data, size_t len, const FrameLimits *limits,
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (out == NULL)
-        return fail(FRAME_ERR_NOMEM, err, errlen, "frame_decode_client: no output pointer");
+        return errbuf_fail(FRAME_ERR_NOMEM, err, errlen, "frame_decode_client: no output pointer");
     *out = NULL;
     if (limits == NULL)
         limits = &frame_client_limits;
@@ -581,7 +569,7 @@ frame_decode_client(const uint8_t *data, size_t len, const FrameLimits *limits,
     if (rc != FRAME_OK)
     {
         if (err != NULL && errlen > 0 && err[0] == '\0')
-            fail(rc, err, errlen, "the frame's %s message is incomplete",
+            errbuf_fail(rc, err, errlen, "the frame's %s message is incomplete",
                  frame_client_type((Ferry__V1__ClientMessage *) m));
         protobuf_c_message_free_unpacked(m, &release_allocator);
         return rc;
@@ -608,7 +596,7 @@ frame_decode_server(const uint8_t *data, size_t len, const FrameLimits *limits,
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (out == NULL)
-        return fail(FRAME_ERR_NOMEM, err, errlen, "frame_decode_server: no output pointer");
+        return errbuf_fail(FRAME_ERR_NOMEM, err, errlen, "frame_decode_server: no output pointer");
     *out = NULL;
     if (limits == NULL)
         limits = &frame_server_limits;
@@ -620,10 +608,10 @@ frame_decode_server(const uint8_t *data, size_t len, const FrameLimits *limits,
     if (msg->msg_case == FERRY__V1__SERVER_MESSAGE__MSG__NOT_SET || msg->welcome == NULL)
     {
         rc = msg->base.n_unknown_fields > 0
-            ? fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
+            ? errbuf_fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
                    "unknown message type (field %u of ServerMessage); skip it",
                    msg->base.unknown_fields[0].tag)
-            : fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
+            : errbuf_fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen,
                    "the frame's ServerMessage holds no message");
         protobuf_c_message_free_unpacked(m, &release_allocator);
         return rc;
@@ -653,26 +641,26 @@ encode(const ProtobufCMessage *m, unsigned msg_case, const void *member, size_t 
     if (len != NULL)
         *len = 0;
     if (m == NULL || len == NULL)
-        return fail(FRAME_ERR_MALFORMED, err, errlen, "nothing to encode");
+        return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen, "nothing to encode");
     if (msg_case == 0 || member == NULL)
-        return fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen, "no message is set in the envelope");
+        return errbuf_fail(FRAME_ERR_UNKNOWN_TYPE, err, errlen, "no message is set in the envelope");
     if (!protobuf_c_message_check(m))
-        return fail(FRAME_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                     "the %s message has a NULL string or message, or an uninitialised part",
                     oneof_name(m->descriptor, msg_case));
     size = protobuf_c_message_get_packed_size(m);
     *len = size;
     if (size > max)
-        return fail(FRAME_ERR_TOO_LARGE, err, errlen,
+        return errbuf_fail(FRAME_ERR_TOO_LARGE, err, errlen,
                     "a %s frame of %zu bytes is above the limit of %zu bytes",
                     oneof_name(m->descriptor, msg_case), size, max);
     if (buf == NULL || headroom > cap || size > cap - headroom)
-        return fail(FRAME_ERR_BUFFER, err, errlen,
+        return errbuf_fail(FRAME_ERR_BUFFER, err, errlen,
                     "a %s frame needs %zu bytes after %zu of headroom; the buffer has %zu",
                     oneof_name(m->descriptor, msg_case), size, headroom, cap);
     written = protobuf_c_message_pack(m, buf + headroom);
     if (written != size)
-        return fail(FRAME_ERR_MALFORMED, err, errlen,
+        return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen,
                     "packing %s wrote %zu bytes instead of %zu",
                     oneof_name(m->descriptor, msg_case), written, size);
     return FRAME_OK;
@@ -688,7 +676,7 @@ encode_alloc(const ProtobufCMessage *m, unsigned msg_case, const void *member, s
     int rc;
 
     if (buf == NULL)
-        return fail(FRAME_ERR_MALFORMED, err, errlen, "nothing to encode into");
+        return errbuf_fail(FRAME_ERR_MALFORMED, err, errlen, "nothing to encode into");
     *buf = NULL;
     rc = encode(m, msg_case, member, max, NULL, 0, headroom, len, err, errlen);
     if (rc != FRAME_ERR_BUFFER)
@@ -696,7 +684,7 @@ encode_alloc(const ProtobufCMessage *m, unsigned msg_case, const void *member, s
     need = headroom + *len;
     p = malloc(need > 0 ? need : 1);
     if (p == NULL)
-        return fail(FRAME_ERR_NOMEM, err, errlen, "out of memory encoding a frame");
+        return errbuf_fail(FRAME_ERR_NOMEM, err, errlen, "out of memory encoding a frame");
     rc = encode(m, msg_case, member, max, p, need, headroom, len, err, errlen);
     if (rc != FRAME_OK)
     {
