@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "storage/bufmgr.h"
 
 #include "ferry.h"
 
@@ -72,30 +73,41 @@ bury_plan(SPIPlanPtr plan)
 		plan_graveyard = lappend(plan_graveyard, plan);
 }
 
+/*
+ * Hands t's memory and plans to the graveyards, once. Code further up the
+ * stack may still be using them: they stay valid until the transaction ends.
+ */
+static void
+bury(FerryTable *t)
+{
+	MemoryContext old;
+
+	if (t->mcxt == NULL || t->buried)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	graveyard = lappend(graveyard, t->mcxt);
+	if (t->synced)
+	{
+		bury_plan(t->plan_tombstone);
+		bury_plan(t->plan_resurrect);
+		bury_plan(t->plan_fetch);
+		bury_plan(t->plan_delete);
+		for (FerryPlan *p = t->plans_update; p != NULL; p = p->next)
+			bury_plan(p->plan);
+		for (FerryPlan *p = t->plans_insert; p != NULL; p = p->next)
+			bury_plan(p->plan);
+	}
+	MemoryContextSwitchTo(old);
+	t->buried = true;
+}
+
+/* Marks t stale: the next ferry_table_get builds it again. */
 static void
 forget(FerryTable *t)
 {
-	if (t->mcxt != NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		graveyard = lappend(graveyard, t->mcxt);
-		if (t->synced)
-		{
-			bury_plan(t->plan_tombstone);
-			bury_plan(t->plan_resurrect);
-			bury_plan(t->plan_fetch);
-			bury_plan(t->plan_delete);
-			for (FerryPlan *p = t->plans_update; p != NULL; p = p->next)
-				bury_plan(p->plan);
-			for (FerryPlan *p = t->plans_insert; p != NULL; p = p->next)
-				bury_plan(p->plan);
-		}
-		MemoryContextSwitchTo(old);
-	}
-	t->mcxt = NULL;
+	bury(t);
 	t->valid = false;
-	t->synced = false;
+	t->generation++;
 }
 
 static void
@@ -256,8 +268,10 @@ build(FerryTable *t)
 	Datum		keysd;
 	bool		isnull;
 	int			n = 0;
+	uint64		generation = t->generation;
 
 	t->mcxt = AllocSetContextCreate(CacheMemoryContext, "ferry table", ALLOCSET_SMALL_SIZES);
+	t->buried = false;
 	t->synced = false;
 	t->plans_update = t->plans_insert = NULL;
 	t->plan_tombstone = t->plan_resurrect = t->plan_fetch = t->plan_delete = NULL;
@@ -271,7 +285,7 @@ build(FerryTable *t)
 	if (SPI_processed == 0)
 	{
 		SPI_finish();
-		t->valid = true;
+		t->valid = t->generation == generation;
 		return;
 	}
 	old = MemoryContextSwitchTo(t->mcxt);
@@ -281,6 +295,7 @@ build(FerryTable *t)
 
 	rel = table_open(t->relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
+	t->planned_blocks = RelationGetNumberOfBlocks(rel);
 	t->qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											 RelationGetRelationName(rel));
 	t->cols = palloc0(sizeof(FerryColumn) * desc->natts);
@@ -364,7 +379,30 @@ build(FerryTable *t)
 
 	SPI_finish();
 	t->synced = true;
-	t->valid = true;
+	/* An invalidation that arrived while building leaves it stale. */
+	t->valid = t->generation == generation;
+}
+
+/*
+ * Plans kept for a table that was nearly empty when they were made may scan
+ * it sequentially for ever: once such a table has grown, plan again.
+ */
+#define SMALL_TABLE_BLOCKS 64
+
+static bool
+outgrew_plans(FerryTable *t)
+{
+	Relation	rel;
+	BlockNumber now;
+
+	if (!t->synced || t->planned_blocks >= SMALL_TABLE_BLOCKS)
+		return false;
+	rel = RelationIdGetRelation(t->relid);
+	if (!RelationIsValid(rel))
+		return false;
+	now = RelationGetNumberOfBlocks(rel);
+	RelationClose(rel);
+	return now >= 2 * t->planned_blocks + 8;
 }
 
 /*
@@ -382,11 +420,16 @@ ferry_table_get(Oid relid)
 	if (!found)
 	{
 		t->mcxt = NULL;
+		t->buried = false;
 		t->valid = false;
+		t->synced = false;
+		t->generation = 0;
 	}
+	if (t->valid && outgrew_plans(t))
+		forget(t);
 	if (!t->valid)
 	{
-		forget(t);
+		bury(t);
 		PG_TRY();
 		{
 			build(t);

@@ -13,6 +13,7 @@
 #include "access/tupdesc.h"
 #include "executor/spi.h"
 #include "nodes/bitmapset.h"
+#include "storage/block.h"
 #include "utils/jsonb.h"
 
 /* ----------------------------------------------------------------
@@ -47,6 +48,7 @@
 #define ERRCODE_FERRY_M_KEY          MAKE_SQLSTATE('F','Y','1','0','4')
 #define ERRCODE_FERRY_M_FORBIDDEN    MAKE_SQLSTATE('F','Y','1','0','5')
 #define ERRCODE_FERRY_M_NOT_FOUND    MAKE_SQLSTATE('F','Y','1','0','6')
+#define ERRCODE_FERRY_M_DUPLICATE    MAKE_SQLSTATE('F','Y','1','0','7')
 
 /* ----------------------------------------------------------------
  * Conflict rules (ferry.conflict_rules.rule)
@@ -92,6 +94,9 @@ typedef struct FerryTable
 {
 	Oid			relid;			/* hash key */
 	bool		valid;			/* false after an invalidation */
+	bool		buried;			/* mcxt and plans are in the graveyard */
+	uint64		generation;		/* bumped by every invalidation */
+	BlockNumber planned_blocks; /* table size when the plans were made */
 	bool		synced;			/* false: cached "not a synced table" */
 	MemoryContext mcxt;			/* owns everything below */
 	char	   *qualname;		/* quoted schema.table */

@@ -59,10 +59,8 @@ typedef struct MutationResult
 } MutationResult;
 
 /* Plans on ferry.mutations, kept for the life of the backend. */
-static SPIPlanPtr plan_claim = NULL;
 static SPIPlanPtr plan_lookup = NULL;
 static SPIPlanPtr plan_record = NULL;
-static SPIPlanPtr plan_forget = NULL;
 
 /* ----------------------------------------------------------------
  * Errors and results
@@ -905,33 +903,49 @@ static_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 }
 
 /*
- * Claims the id for this call. Returns true when it is new; otherwise fills
- * res with the duplicate (or id_reused, or a retryable wait) result.
+ * Records the result under the mutation's id, unless the id is recorded
+ * already (or being recorded by a concurrent transaction, which this waits
+ * for). Returns true when this call recorded it.
  */
 static bool
-claim_id(Mutation *m, FerryClaims *claims, MutationResult *res)
+record_result(Mutation *m, FerryClaims *claims, MutationResult *res, Jsonb *jb)
 {
-	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
-	Datum		args[3];
+	Oid			types[5] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		args[5];
+	int			rc;
+
+	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(m->id));
+	args[1] = CStringGetTextDatum(m->client_id);
+	args[2] = CStringGetTextDatum(claims->sub);
+	args[3] = CStringGetTextDatum(res->status);
+	args[4] = JsonbPGetDatum(jb);
+	rc = SPI_execute_plan(static_plan(&plan_record,
+									  "INSERT INTO ferry.mutations (id, client_id, sub, status, result) "
+									  "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+									  5, types),
+						  args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "ferry: recording mutation %s failed", m->id);
+	return SPI_processed == 1;
+}
+
+/*
+ * The id was recorded before: fills res with the duplicate, or with id_reused
+ * when another client or user owns the id.
+ */
+static void
+recorded_result(Mutation *m, FerryClaims *claims, MutationResult *res)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		args[1];
 	int			rc;
 	bool		isnull;
 	char	   *client;
 	char	   *sub;
 	Datum		result;
 
+	memset(res, 0, sizeof(*res));
 	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(m->id));
-	args[1] = CStringGetTextDatum(m->client_id);
-	args[2] = CStringGetTextDatum(claims->sub);
-	rc = SPI_execute_plan(static_plan(&plan_claim,
-									  "INSERT INTO ferry.mutations (id, client_id, sub, status) "
-									  "VALUES ($1, $2, $3, 'pending') ON CONFLICT (id) DO NOTHING",
-									  3, types),
-						  args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "ferry: recording mutation %s failed", m->id);
-	if (SPI_processed == 1)
-		return true;
-
 	rc = SPI_execute_plan(static_plan(&plan_lookup,
 									  "SELECT client_id, sub, result FROM ferry.mutations WHERE id = $1",
 									  1, types),
@@ -940,53 +954,21 @@ claim_id(Mutation *m, FerryClaims *claims, MutationResult *res)
 		elog(ERROR, "ferry: reading mutation %s failed", m->id);
 	if (SPI_processed == 0)
 	{
-		result_rejected(res, "retryable", "another transaction is applying this mutation id; send it again");
+		/* Recorded by a transaction this one cannot see (REPEATABLE READ). */
+		result_rejected(res, "retryable", "another transaction applied this mutation id; send it again");
 		res->retryable = true;
-		return false;
+		return;
 	}
 	client = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	sub = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-	if (strcmp(client, m->client_id) != 0 || strcmp(sub, claims->sub) != 0)
+	if (strcmp(client, m->client_id) != 0 || strcmp(sub, claims->sub) != 0 || isnull)
 	{
 		result_rejected(res, "id_reused", "this mutation id was used by another client; give every mutation a new UUID");
-		return false;
-	}
-	if (isnull)
-	{
-		result_rejected(res, "retryable", "this mutation id is being applied; send it again");
-		res->retryable = true;
-		return false;
+		return;
 	}
 	res->status = "duplicate";
 	res->original = DatumGetJsonbPCopy(result);
-	return false;
-}
-
-static void
-record_result(Mutation *m, MutationResult *res, Jsonb *jb)
-{
-	Oid			types[3] = {UUIDOID, TEXTOID, JSONBOID};
-	Datum		args[3];
-	int			rc;
-
-	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(m->id));
-	if (res->retryable)
-	{
-		rc = SPI_execute_plan(static_plan(&plan_forget, "DELETE FROM ferry.mutations WHERE id = $1", 1, types),
-							  args, NULL, false, 0);
-		if (rc != SPI_OK_DELETE)
-			elog(ERROR, "ferry: forgetting mutation %s failed", m->id);
-		return;
-	}
-	args[1] = CStringGetTextDatum(res->status);
-	args[2] = JsonbPGetDatum(jb);
-	rc = SPI_execute_plan(static_plan(&plan_record,
-									  "UPDATE ferry.mutations SET status = $2, result = $3, applied_at = now() WHERE id = $1",
-									  3, types),
-						  args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "ferry: recording the result of mutation %s failed", m->id);
 }
 
 /*
@@ -1022,12 +1004,12 @@ ferry_apply_mutation(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(callcxt);
-	if (!claim_id(&m, &claims, &res))
-	{
-		SPI_finish();
-		PG_RETURN_JSONB_P(result_jsonb(&res, m.id));
-	}
 
+	/*
+	 * Apply and record in one subtransaction: ferry.mutations is written
+	 * once. A replay (or a concurrent call with the same id) finds the id
+	 * recorded, and its writes are rolled back with the subtransaction.
+	 */
 	ferry_error_column = NULL;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(callcxt);
@@ -1036,6 +1018,9 @@ ferry_apply_mutation(PG_FUNCTION_ARGS)
 		ferry_current_claims = &claims;
 		apply(&m, &claims, &res);
 		ferry_current_claims = prev_claims;
+		out = result_jsonb(&res, m.id);
+		if (!record_result(&m, &claims, &res, out))
+			ereport(ERROR, (errcode(ERRCODE_FERRY_M_DUPLICATE), errmsg("mutation %s is recorded already", m.id)));
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(callcxt);
 		CurrentResourceOwner = owner;
@@ -1056,13 +1041,20 @@ ferry_apply_mutation(PG_FUNCTION_ARGS)
 		ferry_write_clock = NULL;
 		ferry_error_column = NULL;
 		memset(&res, 0, sizeof(res));
-		result_from_error(&res, ed, column);
+		if (ed->sqlerrcode == ERRCODE_FERRY_M_DUPLICATE)
+			recorded_result(&m, &claims, &res);
+		else
+		{
+			result_from_error(&res, ed, column);
+			/* Rejections are recorded too; transient errors are not. */
+			if (!res.retryable && !record_result(&m, &claims, &res, result_jsonb(&res, m.id)))
+				recorded_result(&m, &claims, &res);
+		}
 		FreeErrorData(ed);
+		out = result_jsonb(&res, m.id);
 	}
 	PG_END_TRY();
 
-	out = result_jsonb(&res, m.id);
-	record_result(&m, &res, out);
 	SPI_finish();
 	PG_RETURN_JSONB_P(out);
 }
