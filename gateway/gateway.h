@@ -34,6 +34,8 @@ typedef struct Gateway
 	Catalog    *cat;			/* current catalog */
 	/* replication */
 	Repl	   *repl;			/* NULL while disconnected */
+	Repl	   *repl_connecting;	/* a reconnection in progress, or NULL */
+	int64_t		repl_connect_started_us;	/* when it started */
 	struct lws *repl_wsi;		/* the replication socket in the event loop */
 	int			repl_fd;		/* dup of the replication socket given to lws */
 	PgoMsg		msg;			/* decoder state */

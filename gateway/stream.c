@@ -100,25 +100,22 @@ set_health(const char *fmt, const char *detail)
 	snprintf(gw->health, sizeof(gw->health), fmt, detail);
 }
 
-static int
-connect_repl(char *err, size_t errlen)
+static void
+repl_options(ReplOptions *o, const char *conninfo)
 {
-	ReplOptions o;
-	ReplErrKind kind;
-	char	   *conninfo = repl_conninfo(gw->cfg->database_url, err, errlen);
-	lws_sock_file_fd_type fd;
+	repl_options_init(o);
+	o->conninfo = conninfo;
+	o->slot = gw->cfg->slot;
+	o->publication = gw->cfg->publication;
+	o->setup_timeout_ms = 30000;
+}
 
-	if (conninfo == NULL)
-		return -1;
-	repl_options_init(&o);
-	o.conninfo = conninfo;
-	o.slot = gw->cfg->slot;
-	o.publication = gw->cfg->publication;
-	o.setup_timeout_ms = 30000;
-	gw->repl = repl_open_opts(&o, &kind, err, errlen);
-	free(conninfo);
-	if (gw->repl == NULL)
-		return kind == REPL_ERR_CONFIG ? -2 : -1;
+/* A streaming Repl joins the event loop. */
+static int
+attach_repl(char *err, size_t errlen)
+{
+	lws_sock_file_fd_type fd;
+	char		lsn[REPL_LSN_BUFLEN];
 
 	gw->repl_fd = dup(repl_socket(gw->repl));
 	fd.filefd = gw->repl_fd;
@@ -133,14 +130,69 @@ connect_repl(char *err, size_t errlen)
 	gw->metrics.replicating = 1;
 	gw->health[0] = '\0';
 	gw->repl_failures = 0;
-	{
-		char		lsn[REPL_LSN_BUFLEN];
-
-		log_info("stream", "replicating from slot \"%s\"%s at %s", gw->cfg->slot,
-				 repl_slot_created(gw->repl) ? " (created)" : "",
-				 repl_lsn_format(repl_start_lsn(gw->repl), lsn));
-	}
+	log_info("stream", "replicating from slot \"%s\"%s at %s", gw->cfg->slot,
+			 repl_slot_created(gw->repl) ? " (created)" : "", repl_lsn_format(repl_start_lsn(gw->repl), lsn));
 	return 0;
+}
+
+/*
+ * Connects at start-up, blocking: -2 for a configuration problem (fatal at
+ * start), -1 for an outage (retried).
+ */
+static int
+connect_repl(char *err, size_t errlen)
+{
+	ReplOptions o;
+	ReplErrKind kind;
+	char	   *conninfo = repl_conninfo(gw->cfg->database_url, err, errlen);
+
+	if (conninfo == NULL)
+		return -2;
+	repl_options(&o, conninfo);
+	gw->repl = repl_open_opts(&o, &kind, err, errlen);
+	free(conninfo);
+	if (gw->repl == NULL)
+		return kind == REPL_ERR_CONFIG ? -2 : -1;
+	return attach_repl(err, errlen);
+}
+
+/*
+ * Reconnects without blocking the event loop: each call advances the setup
+ * as far as the socket allows. 1 while connecting, 0 streaming, -1 failed.
+ */
+static int
+reconnect_step(char *err, size_t errlen)
+{
+	int			rc;
+
+	if (gw->repl_connecting == NULL)
+	{
+		ReplOptions o;
+		char	   *conninfo = repl_conninfo(gw->cfg->database_url, err, errlen);
+
+		if (conninfo == NULL)
+			return -1;
+		repl_options(&o, conninfo);
+		gw->repl_connecting = repl_start(&o, err, errlen);
+		free(conninfo);
+		if (gw->repl_connecting == NULL)
+			return -1;
+		gw->repl_connect_started_us = gw_now_us();
+	}
+	rc = repl_connect_poll(gw->repl_connecting, err, errlen);
+	if (rc == 0)
+	{
+		gw->repl = gw->repl_connecting;
+		gw->repl_connecting = NULL;
+		return attach_repl(err, errlen);
+	}
+	if (rc > 0 && gw_now_us() - gw->repl_connect_started_us < 30 * 1000000LL)
+		return 1;
+	if (rc > 0)
+		snprintf(err, errlen, "connecting the replication stream took longer than 30 s");
+	repl_close(gw->repl_connecting);
+	gw->repl_connecting = NULL;
+	return -1;
 }
 
 static void
@@ -195,6 +247,8 @@ stream_stop(void)
 	if (gw->repl != NULL)
 		repl_close(gw->repl);
 	gw->repl = NULL;
+	repl_close(gw->repl_connecting);
+	gw->repl_connecting = NULL;
 	for (long i = hmap_next(&relmaps, 0); i >= 0; i = hmap_next(&relmaps, i + 1))
 	{
 		RelMap	   *m = relmaps.slots[i].value;
@@ -250,9 +304,13 @@ reload_catalog(void)
 	Catalog    *cat;
 	Reload		r;
 
-	if (PQstatus(gw->pg) != CONNECTION_OK)
-		PQreset(gw->pg);
 	cat = cat_load(gw->pg, err, sizeof(err));
+	if (cat == NULL && PQstatus(gw->pg) != CONNECTION_OK)
+	{
+		/* The control connection died (a database restart): once more on a new one. */
+		PQreset(gw->pg);
+		cat = cat_load(gw->pg, err, sizeof(err));
+	}
 	if (cat == NULL)
 	{
 		log_error("stream", "reloading the catalog failed: %s", err);
@@ -654,9 +712,9 @@ stream_tick(int64_t now_us)
 	{
 		if (!gw->stopping && now_us >= gw->repl_retry_at_us)
 		{
-			int			rc = connect_repl(err, sizeof(err));
+			int			rc = reconnect_step(err, sizeof(err));
 
-			if (rc != 0)
+			if (rc < 0)
 			{
 				gw->repl_failures++;
 				gw->repl_retry_at_us = now_us + (250000LL << (gw->repl_failures < 6 ? gw->repl_failures : 6));
