@@ -209,7 +209,8 @@ typedef struct Compiler
 	char		msg[512];		/* the error message */
 	jmp_buf		fail;			/* where errors unwind to */
 	jmp_buf    *lazy;			/* where plan-time cast errors unwind to, or NULL */
-	const char *claim_ctx;		/* " (claim \"x\")" while casting a claim, else "" */
+	const char *claim_ctx;		/* " (claim \"x\")" while casting a claim, else NULL */
+	bool		lazy_input;		/* input function errors are lazy too (casting a claim) */
 	char		lazy_msg[512];	/* such an error's message */
 	int			lazy_loc;		/* and its location */
 } Compiler;
@@ -283,6 +284,28 @@ plan_fail(Compiler *c, int location, const char *fmt, ...)
 		va_end(ap);
 		fail(c, location, "%s%s", msg, c->claim_ctx != NULL ? c->claim_ctx : "");
 	}
+	va_start(ap, fmt);
+	vsnprintf(c->lazy_msg, sizeof(c->lazy_msg), fmt, ap);
+	va_end(ap);
+	if (c->claim_ctx != NULL && strlen(c->lazy_msg) + strlen(c->claim_ctx) < sizeof(c->lazy_msg))
+		strcat(c->lazy_msg, c->claim_ctx);
+	c->lazy_loc = location;
+	longjmp(*c->lazy, 1);
+}
+
+/*
+ * input_fail is for input functions' errors: immediate for a literal (Postgres converts
+ * it when parsing), lazy for a claim (Postgres converts it per row); the message then
+ * names the claim itself, so ctx is not repeated.
+ */
+#define input_fail(c, loc, ...) \
+	((c)->lazy_input ? plan_fail_noctx(c, loc, __VA_ARGS__) : fail(c, loc, __VA_ARGS__))
+
+static void __attribute__((noreturn, format(printf, 3, 4)))
+plan_fail_noctx(Compiler *c, int location, const char *fmt, ...)
+{
+	va_list		ap;
+
 	va_start(ap, fmt);
 	vsnprintf(c->lazy_msg, sizeof(c->lazy_msg), fmt, ap);
 	va_end(ap);
@@ -734,7 +757,7 @@ dec_input(Compiler *c, const char *str, int location, const char *ctx)
 		while (is_space(*p))
 			p++;
 		if (*p != '\0')
-			fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
+			input_fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
 		return d;
 	}
 	if (*p == '+')
@@ -744,7 +767,7 @@ dec_input(Compiler *c, const char *str, int location, const char *ctx)
 	if (*p == '.')
 		have_dp = true, p++;
 	if (!is_digit(*p))
-		fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
+		input_fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
 	digits = c_alloc(c, strlen(p) + 1);
 	for (;;)
 	{
@@ -759,7 +782,7 @@ dec_input(Compiler *c, const char *str, int location, const char *ctx)
 		else if (*p == '.')
 		{
 			if (have_dp)
-				fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
+				input_fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
 			have_dp = true;
 			p++;
 		}
@@ -775,10 +798,10 @@ dec_input(Compiler *c, const char *str, int location, const char *ctx)
 		errno = 0;
 		exponent = strtol(p, &end, 10);
 		if (end == p)
-			fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
+			input_fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
 		p = end;
 		if (exponent >= INT_MAX / 2 || exponent <= -(INT_MAX / 2))
-			fail(c, location, "value overflows numeric format%s", ctx);
+			input_fail(c, location, "value overflows numeric format%s", ctx);
 		dweight += (int32_t) exponent;
 		dscale -= (int32_t) exponent;
 		if (dscale < 0)
@@ -787,10 +810,10 @@ dec_input(Compiler *c, const char *str, int location, const char *ctx)
 	while (is_space(*p))
 		p++;
 	if (*p != '\0')
-		fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
+		input_fail(c, location, "invalid input syntax for type numeric: \"%s\"%s", str, ctx);
 	d = dec_make(digits, n, dweight + 1, neg, dscale);
 	if (dscale > NUMERIC_MAX_DSCALE || (dec_ndigits(&d) > 0 && d.weight > NUMERIC_MAX_WEIGHT))
-		fail(c, location, "value overflows numeric format%s", ctx);
+		input_fail(c, location, "value overflows numeric format%s", ctx);
 	return d;
 }
 
@@ -1661,16 +1684,16 @@ input_value(Compiler *c, Ty t, const char *s, int loc, const char *ctx)
 	{
 		case TY_BOOL:
 			if (!bool_input(s, &d.v.b))
-				fail(c, loc, "invalid input syntax for type boolean: \"%s\"%s", s, ctx);
+				input_fail(c, loc, "invalid input syntax for type boolean: \"%s\"%s", s, ctx);
 			break;
 		case TY_INT2:
 		case TY_INT4:
 		case TY_INT8:
 			r = int_input(s, t, &d.v.i);
 			if (r == IN_SYNTAX)
-				fail(c, loc, "invalid input syntax for type %s: \"%s\"%s", types[t].name, s, ctx);
+				input_fail(c, loc, "invalid input syntax for type %s: \"%s\"%s", types[t].name, s, ctx);
 			if (r == IN_RANGE)
-				fail(c, loc, "value \"%s\" is out of range for type %s%s", s, types[t].name, ctx);
+				input_fail(c, loc, "value \"%s\" is out of range for type %s%s", s, types[t].name, ctx);
 			break;
 		case TY_NUMERIC:
 			d.v.num = dec_input(c, s, loc, ctx);
@@ -1679,29 +1702,29 @@ input_value(Compiler *c, Ty t, const char *s, int loc, const char *ctx)
 		case TY_FLOAT8:
 			r = float_input(s, t == TY_FLOAT4, c->e->loc, &d.v.f);
 			if (r == IN_SYNTAX)
-				fail(c, loc, "invalid input syntax for type %s: \"%s\"%s", types[t].name, s, ctx);
+				input_fail(c, loc, "invalid input syntax for type %s: \"%s\"%s", types[t].name, s, ctx);
 			if (r == IN_RANGE)
-				fail(c, loc, "\"%s\" is out of range for type %s%s", s, types[t].name, ctx);
+				input_fail(c, loc, "\"%s\" is out of range for type %s%s", s, types[t].name, ctx);
 			break;
 		case TY_UUID:
 			if (!uuid_input(s, d.v.uuid))
-				fail(c, loc, "invalid input syntax for type uuid: \"%s\"%s", s, ctx);
+				input_fail(c, loc, "invalid input syntax for type uuid: \"%s\"%s", s, ctx);
 			break;
 		case TY_DATE:
 		case TY_TIMESTAMP:
 		case TY_TIMESTAMPTZ:
 			r = dt_parse(s, c->e->loc, &dt);
 			if (r == DT_SYNTAX)
-				fail(c, loc, "invalid input syntax for type %s: \"%s\"%s" ISO_HINT, types[t].name, s, ctx);
+				input_fail(c, loc, "invalid input syntax for type %s: \"%s\"%s" ISO_HINT, types[t].name, s, ctx);
 			if (r == DT_FIELD)
-				fail(c, loc, "date/time field value out of range: \"%s\"%s", s, ctx);
+				input_fail(c, loc, "date/time field value out of range: \"%s\"%s", s, ctx);
 			if (r == DT_TZ)
-				fail(c, loc, "time zone displacement out of range: \"%s\"%s", s, ctx);
+				input_fail(c, loc, "time zone displacement out of range: \"%s\"%s", s, ctx);
 			if (r == DT_RELATIVE)
-				fail(c, loc, "date/time literal \"%s\" is not supported by the gateway: it depends on the current time%s",
+				input_fail(c, loc, "date/time literal \"%s\" is not supported by the gateway: it depends on the current time%s",
 					 s, ctx);
 			if (t == TY_DATE ? !dt_date(&dt, &d.v.date) : !dt_timestamp(&dt, t == TY_TIMESTAMPTZ, &d.v.ts))
-				fail(c, loc, "%s out of range: \"%s\"%s", t == TY_DATE ? "date" : "timestamp", s, ctx);
+				input_fail(c, loc, "%s out of range: \"%s\"%s", t == TY_DATE ? "date" : "timestamp", s, ctx);
 			break;
 		default:
 			d.v.str.s = c_strndup(c, s, strlen(s));
@@ -2006,13 +2029,14 @@ coerce(Compiler *c, Datum in, Ty to, int32_t typmod, bool explicit, int loc, con
 }
 
 /*
- * lazy_coerce is coerce() for a constant Postgres casts in the planner: an error that
- * Postgres raises only when it folds the cast comes back in *poison (and the value is
- * a NULL of type to) instead of failing the compilation.
+ * lazy_coerce is coerce() for a constant Postgres casts in the planner, or (claim_ctx
+ * not NULL) for a claim, which Postgres casts per row: an error that Postgres raises
+ * only when it folds (or runs) the cast comes back in *poison (and the value is a NULL
+ * of type to) instead of failing the compilation.
  */
 static Datum
-lazy_coerce(Compiler *c, Datum in, Ty to, int32_t typmod, bool explicit, int loc, const char **poison,
-			int *poison_loc)
+lazy_coerce(Compiler *c, Datum in, Ty to, int32_t typmod, bool explicit, int loc, const char *claim_ctx,
+			const char **poison, int *poison_loc)
 {
 	jmp_buf		jb;
 	jmp_buf    *saved = c->lazy;
@@ -2020,9 +2044,13 @@ lazy_coerce(Compiler *c, Datum in, Ty to, int32_t typmod, bool explicit, int loc
 
 	*poison = NULL;
 	c->lazy = &jb;
+	c->lazy_input = claim_ctx != NULL;
+	c->claim_ctx = claim_ctx;
 	if (setjmp(jb) != 0)
 	{
 		c->lazy = saved;
+		c->lazy_input = false;
+		c->claim_ctx = NULL;
 		*poison = c_strndup(c, c->lazy_msg, strlen(c->lazy_msg));
 		*poison_loc = c->lazy_loc;
 		memset(&out, 0, sizeof(out));
@@ -2030,8 +2058,10 @@ lazy_coerce(Compiler *c, Datum in, Ty to, int32_t typmod, bool explicit, int loc
 		out.isnull = true;
 		return out;
 	}
-	out = coerce(c, in, to, typmod, explicit, loc, "");
+	out = coerce(c, in, to, typmod, explicit, loc, claim_ctx != NULL ? claim_ctx : "");
 	c->lazy = saved;
+	c->lazy_input = false;
+	c->claim_ctx = NULL;
 	return out;
 }
 
@@ -2211,6 +2241,7 @@ typedef struct Operand
 	DVal		dv;				/* OPD_CONST: the constant in the domain (for evaluation) */
 	const char *poison;			/* OPD_CONST: a cast that fails when folded (see plan_fail) */
 	int			poison_loc;		/* its location */
+	uint8_t		poison_runtime; /* the cast is of a claim: Postgres runs it per row */
 } Operand;
 
 enum
@@ -2248,7 +2279,6 @@ typedef struct Node
 	Operand    *r;				/* N_CMP, N_LIKE: the right side */
 	int			nitems;			/* N_IN: list length */
 	Operand    *items;			/* N_IN: [nitems] constants */
-	const Operand *poison;		/* the first poisoned operand, or NULL */
 } Node;
 
 static ExprBool eval_node(const Expr *e, const Node *n, const char *const *values);
@@ -2681,20 +2711,23 @@ lower_text(const Expr *e, const char *s, size_t len, char *out)
 		size_t		n;
 		uint32_t	cp;
 
-		if (b < 0x80)
+		if (b < 0x80 && !e->loc_utf8)
 		{
-			out[o++] = e->loc_utf8 ? (char) towlower_l(b, e->loc) : ascii_lower((char) b);
+			out[o++] = ascii_lower((char) b);
 			i++;
 			continue;
 		}
-		n = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+		if (b < 0x80)
+			n = 1;
+		else
+			n = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
 		if (n == 0 || len - i < n)
 		{
 			out[o++] = (char) b;
 			i++;
 			continue;
 		}
-		cp = b & (0xFF >> (n + 1));
+		cp = n == 1 ? b : b & (0xFF >> (n + 1));
 		for (size_t k = 1; k < n; k++)
 			cp = (cp << 6) | (p[i + k] & 0x3F);
 		if (e->loc_utf8)
@@ -3205,6 +3238,7 @@ typedef struct Term
 	bool		stable;			/* TK_CONST: from a claim */
 	const char *poison;			/* TK_CONST: a cast that fails when folded */
 	int			poison_loc;		/* its location */
+	bool		poison_runtime; /* the cast is of a claim */
 } Term;
 
 enum
@@ -3267,7 +3301,7 @@ check_not_other(Compiler *c, const Term *t)
 {
 	if (t->kind == TK_COL && t->ty == TY_OTHER)
 		fail(c, t->loc, "column \"%s\" has a type the gateway cannot evaluate (type OID %u): "
-			 "only IS [NULL|NOT NULL] may use it", c->schema->cols[t->col].name,
+			 "only IS NULL and IS NOT NULL may use it", c->schema->cols[t->col].name,
 			 c->schema->cols[t->col].type_oid);
 }
 
@@ -3301,8 +3335,10 @@ make_operand(Compiler *c, const Term *t, Ty arg, Dom dom, int mode, Operand *o)
 			o->stable = t->stable;
 			o->poison = t->poison;
 			o->poison_loc = t->poison_loc;
+			o->poison_runtime = t->poison_runtime || t->stable;
 			if (o->poison == NULL)
-				o->cval = lazy_coerce(c, t->val, arg, -1, false, t->loc, &o->poison, &o->poison_loc);
+				o->cval = lazy_coerce(c, t->val, arg, -1, false, t->loc, t->stable ? "" : NULL, &o->poison,
+									  &o->poison_loc);
 			if (o->poison != NULL)
 			{
 				o->cval.ty = (uint8_t) arg;
@@ -3313,12 +3349,27 @@ make_operand(Compiler *c, const Term *t, Ty arg, Dom dom, int mode, Operand *o)
 	}
 }
 
+static Node *make_cmp(Compiler *c, int op, const Term *l, const Term *r, int loc);
+
 /* to_bool makes a boolean node of a term used as a condition (WHERE, AND, OR, NOT). */
 static Node *
 to_bool(Compiler *c, Term t, const char *ctx)
 {
 	Node	   *n;
 
+	if (t.poison != NULL && t.ty == TY_BOOL)
+	{
+		/* a boolean cast that fails: "x = true", an error where Postgres would reach it */
+		Term		yes;
+
+		memset(&yes, 0, sizeof(yes));
+		yes.kind = TK_CONST;
+		yes.ty = TY_BOOL;
+		yes.val.ty = TY_BOOL;
+		yes.val.v.b = true;
+		yes.loc = -1;
+		return make_cmp(c, CMP_EQ, &t, &yes, t.loc);
+	}
 	if (t.poison != NULL)
 		fail(c, t.poison_loc, "%s", t.poison);
 	if (t.kind == TK_BOOL)
@@ -3382,7 +3433,6 @@ make_cmp(Compiler *c, int op, const Term *l, const Term *r, int loc)
 	n->r = c_alloc(c, sizeof(Operand));
 	make_operand(c, l, al, (Dom) n->dom, RT_CMP, n->l);
 	make_operand(c, r, ar, (Dom) n->dom, RT_CMP, n->r);
-	n->poison = n->l->poison != NULL ? n->l : n->r->poison != NULL ? n->r : NULL;
 	return n;
 }
 
@@ -3432,14 +3482,11 @@ make_in(Compiler *c, const PgQuery__AExpr *a)
 				Term		t = items[i];
 
 				if (t.poison == NULL)
-					t.val = lazy_coerce(c, t.val, (Ty) common, -1, false, t.loc, &t.poison, &t.poison_loc);
+					t.val = lazy_coerce(c, t.val, (Ty) common, -1, false, t.loc, t.stable ? "" : NULL, &t.poison,
+										&t.poison_loc);
 				t.ty = (uint8_t) common;
 				make_operand(c, &t, ar, (Dom) in->dom, RT_CMP, &in->items[i]);
-				if (in->poison == NULL && in->items[i].poison != NULL)
-					in->poison = &in->items[i];
 			}
-			if (in->l->poison != NULL)
-				in->poison = in->l;
 			return in;
 		}
 	}
@@ -3477,7 +3524,6 @@ make_like(Compiler *c, const PgQuery__AExpr *a)
 	n->r = c_alloc(c, sizeof(Operand));
 	make_operand(c, &l, al, DOM_TEXT, RT_LIKE_LEFT, n->l);
 	make_operand(c, &r, ar, DOM_TEXT, RT_LIKE_RIGHT, n->r);
-	n->poison = n->l->poison != NULL ? n->l : n->r->poison != NULL ? n->r : NULL;
 	if (n->r->kind == OPD_CONST && !n->r->dv.null)
 	{
 		if (pattern_ends_in_escape(n->r->dv.v.t.s, n->r->dv.v.t.len))
@@ -3547,9 +3593,43 @@ raise_poison(Compiler *c, const Operand *o)
 	fail(c, o->poison_loc, "%s", o->poison);
 }
 
+/* node_poison: the node's first operand poisoned at plan time (runtime false) or per row. */
+static const Operand *
+node_poison(const Node *n, bool runtime)
+{
+	const Operand *ops[2] = {n->l, n->r};
+
+	for (int i = 0; i < 2; i++)
+		if (ops[i] != NULL && ops[i]->poison != NULL && (ops[i]->poison_runtime != 0) == runtime)
+			return ops[i];
+	for (int i = 0; i < n->nitems; i++)
+		if (n->items[i].poison != NULL && (n->items[i].poison_runtime != 0) == runtime)
+			return &n->items[i];
+	return NULL;
+}
+
+/*
+ * check_poison ends a node's folding: a cast of a constant that fails fails as soon as
+ * Postgres folds the node's arguments (even when the node then folds to NULL); a cast of
+ * a claim fails unless the node folded to a constant, since Postgres then runs it.
+ */
+static int
+check_poison(Compiler *c, const Node *n, int folded)
+{
+	const Operand *o;
+
+	if (folded != FOLD_VAR)
+		return folded;
+	if ((o = node_poison(n, true)) != NULL)
+		raise_poison(c, o);
+	return FOLD_VAR;
+}
+
 static int
 pg_fold(Compiler *c, const Node *n)
 {
+	const Operand *o;
+
 	switch (n->kind)
 	{
 		case N_CONST:
@@ -3588,10 +3668,10 @@ pg_fold(Compiler *c, const Node *n)
 			{
 				int			oc = pg_operand(c, n->l);
 
-				if (n->poison != NULL)
-					raise_poison(c, n->poison);
+				if ((o = node_poison(n, false)) != NULL)
+					raise_poison(c, o);
 				if (oc == OC_VAR)
-					return FOLD_VAR;
+					return check_poison(c, n, FOLD_VAR);
 				return (oc == OC_NULL) != (n->neg != 0) ? EXPR_TRUE : EXPR_FALSE;
 			}
 		case N_CMP:
@@ -3600,14 +3680,14 @@ pg_fold(Compiler *c, const Node *n)
 				int			ol = pg_operand(c, n->l);
 				int			or = pg_operand(c, n->r);
 
-				if (n->poison != NULL)
-					raise_poison(c, n->poison);
+				if ((o = node_poison(n, false)) != NULL)
+					raise_poison(c, o);
 				/* strict operators: a NULL constant input folds to NULL */
 				if (ol == OC_NULL || or == OC_NULL)
 					return EXPR_NULL;
 				if (ol == OC_CONST && or == OC_CONST)
 					return eval_node(c->e, n, NULL);
-				return FOLD_VAR;
+				return check_poison(c, n, FOLD_VAR);
 			}
 		default:
 			{
@@ -3617,9 +3697,9 @@ pg_fold(Compiler *c, const Node *n)
 				for (int i = 0; i < n->nitems; i++)
 					if (pg_operand(c, &n->items[i]) == OC_VAR)
 						allconst = false;
-				if (n->poison != NULL)
-					raise_poison(c, n->poison);
-				return allconst ? (int) eval_node(c->e, n, NULL) : FOLD_VAR;
+				if ((o = node_poison(n, false)) != NULL)
+					raise_poison(c, o);
+				return check_poison(c, n, allconst ? (int) eval_node(c->e, n, NULL) : FOLD_VAR);
 			}
 	}
 }
@@ -3635,11 +3715,14 @@ const_node(Compiler *c, ExprBool v)
 
 static Node *fold(Compiler *c, Node *n);
 
-/* fold_operand folds an operand's subexpression, making it a constant when it folds. */
+/*
+ * fold_operand folds an operand's subexpression, making it a constant when it folds;
+ * OC_VAR for a poisoned one (which the node must fold away: pg_fold made sure of it).
+ */
 static int
 fold_operand(Compiler *c, Operand *o)
 {
-	if (o->kind == OPD_COL)
+	if (o->kind == OPD_COL || o->poison != NULL)
 		return OC_VAR;
 	if (o->kind == OPD_SUB)
 	{
@@ -3657,9 +3740,18 @@ fold_operand(Compiler *c, Operand *o)
 		o->cval.v.b = v == EXPR_TRUE;
 		o->dv = const_dval(c, &o->cval, DOM_BOOL, false);
 	}
-	if (o->poison != NULL)
-		raise_poison(c, o);
 	return o->cval.isnull ? OC_NULL : OC_CONST;
+}
+
+/* folded_node: a node that does not fold must not keep a poisoned operand. */
+static Node *
+folded_node(Compiler *c, Node *n)
+{
+	const Operand *o = node_poison(n, false);
+
+	if (o != NULL || (o = node_poison(n, true)) != NULL)
+		raise_poison(c, o);
+	return n;
 }
 
 static Node *
@@ -3717,7 +3809,7 @@ fold(Compiler *c, Node *n)
 				int			oc = fold_operand(c, n->l);
 
 				if (oc == OC_VAR)
-					return n;
+					return folded_node(c, n);
 				return const_node(c, (oc == OC_NULL) != (n->neg != 0) ? EXPR_TRUE : EXPR_FALSE);
 			}
 		case N_CMP:
@@ -3730,14 +3822,25 @@ fold(Compiler *c, Node *n)
 					return const_node(c, EXPR_NULL);
 				if (ol == OC_CONST && or == OC_CONST)
 					return const_node(c, eval_node(c->e, n, NULL));
-				return n;
+				return folded_node(c, n);
 			}
 		default:
-			for (int i = 0; i < n->nitems; i++)
-				fold_operand(c, &n->items[i]);
-			if (fold_operand(c, n->l) == OC_VAR)
-				return n;
-			return const_node(c, eval_node(c->e, n, NULL));
+			{
+				int			ol = fold_operand(c, n->l);
+				bool		allnull = n->nitems > 0,
+							allconst = ol != OC_VAR;
+
+				for (int i = 0; i < n->nitems; i++)
+				{
+					int			oc = fold_operand(c, &n->items[i]);
+
+					allnull = allnull && oc == OC_NULL;
+					allconst = allconst && oc != OC_VAR;
+				}
+				if (allconst || allnull)
+					return const_node(c, eval_node(c->e, n, NULL));
+				return folded_node(c, n);
+			}
 	}
 }
 
@@ -3879,16 +3982,16 @@ transform(Compiler *c, const PgQuery__Node *n)
 				t.ty = (uint8_t) to;
 				if (a.stable)
 				{
-					/* a claim: Postgres casts it per row; the gateway refuses a failing cast now */
+					/* a claim: Postgres casts it per row (see pg_fold) */
 					snprintf(ctx, sizeof(ctx), " (claim \"%.100s\")", tc->arg->func_call->args[0]->a_const->sval->sval);
-					c->claim_ctx = ctx;
-					t.val = coerce(c, a.val, to, typmod, true, a.loc >= 0 ? a.loc : tc->location, ctx);
-					c->claim_ctx = NULL;
 					t.stable = true;
+					t.poison_runtime = true;
+					t.val = lazy_coerce(c, a.val, to, typmod, true, a.loc >= 0 ? a.loc : tc->location,
+										c_strndup(c, ctx, strlen(ctx)), &t.poison, &t.poison_loc);
 				}
 				else
-					t.val = lazy_coerce(c, a.val, to, typmod, true, a.loc >= 0 ? a.loc : tc->location, &t.poison,
-										&t.poison_loc);
+					t.val = lazy_coerce(c, a.val, to, typmod, true, a.loc >= 0 ? a.loc : tc->location, NULL,
+										&t.poison, &t.poison_loc);
 				return t;
 			}
 		case N_(BOOL_EXPR):
@@ -3959,8 +4062,7 @@ transform(Compiler *c, const PgQuery__Node *n)
 					nt->l->stable = a.stable;
 					nt->l->poison = a.poison;
 					nt->l->poison_loc = a.poison_loc;
-					if (a.poison != NULL)
-						nt->poison = nt->l;
+					nt->l->poison_runtime = a.poison_runtime;
 				}
 				nt->l->arg = a.ty;
 				t.kind = TK_BOOL;
@@ -4178,14 +4280,32 @@ canon_node(const Expr *e, const Node *n)
 			sb_puts(&b, n->neg ? " IS NOT NULL)" : " IS NULL)");
 			break;
 		case N_CMP:
-			sb_puts(&b, "(");
-			canon_operand(&b, e, n->l);
-			sb_puts(&b, " ");
-			sb_puts(&b, cmp_names[n->op]);
-			sb_puts(&b, " ");
-			canon_operand(&b, e, n->r);
-			sb_puts(&b, ")");
-			break;
+			{
+				/* the sides in text order (so a column goes first): 5 > x is x < 5 */
+				static const int flipped[] = {CMP_EQ, CMP_NE, CMP_GT, CMP_GE, CMP_LT, CMP_LE};
+				StrBuf		lb = {NULL, 0, 0, false},
+							rb = {NULL, 0, 0, false};
+				bool		swap;
+
+				canon_operand(&lb, e, n->l);
+				canon_operand(&rb, e, n->r);
+				if (lb.oom || rb.oom || lb.p == NULL || rb.p == NULL)
+					b.oom = true;
+				else
+				{
+					swap = strcmp(lb.p, rb.p) > 0;
+					sb_puts(&b, "(");
+					sb_puts(&b, swap ? rb.p : lb.p);
+					sb_puts(&b, " ");
+					sb_puts(&b, cmp_names[swap ? flipped[n->op] : n->op]);
+					sb_puts(&b, " ");
+					sb_puts(&b, swap ? lb.p : rb.p);
+					sb_puts(&b, ")");
+				}
+				free(lb.p);
+				free(rb.p);
+				break;
+			}
 		case N_LIKE:
 			sb_puts(&b, "(");
 			canon_operand(&b, e, n->l);

@@ -40,9 +40,13 @@
  *     arrive as "2024-05-01 10:00:00+00"; a timestamptz literal without an offset is UTC.
  *   - Casts of literals and claims are done at compile time; a conversion that fails
  *     ('abc'::int, or ferry.claim('sub')::int when sub is "u1") is a compile error. An
- *     absent claim is NULL.
+ *     absent claim is NULL. Constants are folded as Postgres's planner folds them, so a
+ *     failing cast Postgres never evaluates ("false AND i2 = 100000::int2") is accepted
+ *     like Postgres accepts it; claims are folded too, so the rule
+ *     "owner = ferry.claim('sub') OR ferry.claim('role') = 'admin'" of a non-admin
+ *     compiles to the owner test alone (and has that canonical text).
  *
- * Deliberate differences (each refused at compile time, never evaluated differently):
+ * Deliberate differences (refused at compile time, or NULL where Postgres raises an error):
  *   - Columns of other types (json, interval, arrays, enums, domains...): only
  *     IS [NOT] NULL may use them; any other use is a compile error naming the column.
  *   - Date/time literals must be ISO 8601 ('2024-05-01', '2024-05-01 10:00:00.5+02',
@@ -50,18 +54,23 @@
  *     other spellings ('May 1 2024', zone names) are refused, and 'now', 'today',
  *     'tomorrow', 'yesterday' are refused because they depend on the current time.
  *   - A constant LIKE pattern ending in an unescaped backslash is refused (Postgres raises
- *     the error only when a row reaches it); a pattern taken from a column that does so
- *     evaluates to NULL where Postgres would raise the error.
+ *     the error only when a row reaches it), and so is one with more than 256 groups of %;
+ *     a pattern taken from a column that does so evaluates to NULL where Postgres would
+ *     raise the error.
  *   - A failing cast of a claim is a compile error (Postgres raises it per row).
  *   - Nesting deeper than EXPR_MAX_DEPTH operators, and predicates longer than
  *     EXPR_MAX_LEN bytes, are refused.
  *   - A column value that is not valid text output of its type (it cannot happen with
- *     values decoded from pgoutput) makes the comparisons that read it NULL.
+ *     values decoded from pgoutput) makes the comparisons that read it NULL; so does a
+ *     numeric value beyond double's range compared with a float (Postgres: an error).
  *
- * Threads: no global state. expr_compile runs libpg_query on a helper thread with a large
- * stack (the Postgres grammar recurses deeply on pathological input) and waits for it; the
- * claim callback is called on the caller's thread. A compiled Expr is immutable: any number
- * of threads may call expr_eval and the other readers on it at once.
+ * Threads: no global state. expr_compile runs libpg_query on a helper thread with a 64 MB
+ * stack (reserved, touched only by pathological input: the Postgres grammar recurses up to
+ * ~10000 levels) and waits for it; the claim callback is called on the caller's thread. A
+ * compiled Expr is immutable: any number of threads may call expr_eval and the other
+ * readers on it at once. Costs on this project's 2-core machine: ~0.25 ms per compile,
+ * ~15 ns to evaluate "t = 'abc'" and ~150 ns for three conditions with ILIKE and a
+ * timestamptz.
  *
  * Tests: test/gateway/expr_unit.c (hand-picked cases), test/gateway/expr_diff.c (random
  * predicates and rows against Postgres; FERRY_SEED=N reproduces a run), and the libFuzzer
