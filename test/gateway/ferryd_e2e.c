@@ -279,6 +279,10 @@ main(void)
 	ok(client_step(u1, 5000) == FERRY__V1__SERVER_MESSAGE__MSG_SUBSCRIBED && u1->resumed &&
 	   strcmp(u1->handle, resume_handle) == 0, "after the restart the subscription resumes its handle");
 	ok(client_sync(u1, 10000), "and catches up");
+	/* UpToDate means caught up with what ferryd has processed; the restarted ferryd may
+	 * still be reading the two transactions from the slot. */
+	wait_rows(u1, 2);
+	drain(u1, 300);
 	ok(u1->inserts == 1 && u1->updates == 1 && find_row(u1, "7") >= 0 && row_has(u1, "1", "edited while down"),
 	   "receiving exactly the 2 changes made while ferryd was down (inserts %d, updates %d)", u1->inserts,
 	   u1->updates);
