@@ -30,6 +30,11 @@ config_usage(FILE *out)
 			"      --retention-age=SEC    shape log age kept (7 days)            [FERRY_RETENTION_AGE]\n"
 			"      --send-buffer=BYTES    per-connection send buffer before a slow client is cut (4 MiB)\n"
 			"      --port-file=FILE       write the bound port to FILE once listening\n"
+			"      --apply-workers=N      threads applying mutations (4)\n"
+			"      --push-rate=N          per-user mutations per second (100; 0 = unlimited) [FERRY_PUSH_RATE]\n"
+			"      --push-burst=N         per-user mutation burst (1000)          [FERRY_PUSH_BURST]\n"
+			"      --pull-rate=N          per-user subscriptions per second (10)  [FERRY_PULL_RATE]\n"
+			"      --pull-burst=N         per-user subscription burst (100)       [FERRY_PULL_BURST]\n"
 			"      --make-token=SUB:TENANT[,TENANT...][:ROLE]\n"
 			"                             print a token signed with the JWT secret, and exit\n"
 			"      --token-ttl=SEC        lifetime of --make-token tokens (86400)\n"
@@ -52,6 +57,35 @@ parse_int64(const char *s, int64_t min, int64_t *out)
 	if (errno != 0 || end == s || *end != '\0' || v < min)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+static int
+parse_rate(const char *s, double *out)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || v < 0 || v != v)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+env_rate(const char *name, double *out, char *err, size_t errlen)
+{
+	const char *s = getenv(name);
+
+	if (s == NULL || s[0] == '\0')
+		return 0;
+	if (parse_rate(s, out) != 0)
+	{
+		snprintf(err, errlen, "%s=\"%s\" is not a rate: give a number >= 0", name, s);
+		return -1;
+	}
 	return 0;
 }
 
@@ -112,7 +146,8 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 	enum
 	{
 		OPT_SECRET = 256, OPT_SLOT, OPT_LOG, OPT_RBYTES, OPT_RAGE, OPT_SENDBUF, OPT_PORTFILE,
-		OPT_TOKEN, OPT_TTL, OPT_VERSION
+		OPT_TOKEN, OPT_TTL, OPT_VERSION, OPT_WORKERS, OPT_PUSH_RATE, OPT_PUSH_BURST, OPT_PULL_RATE,
+		OPT_PULL_BURST
 	};
 	static const struct option opts[] = {
 		{"database-url", required_argument, NULL, 'd'},
@@ -127,6 +162,11 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 		{"port-file", required_argument, NULL, OPT_PORTFILE},
 		{"make-token", required_argument, NULL, OPT_TOKEN},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
+		{"apply-workers", required_argument, NULL, OPT_WORKERS},
+		{"push-rate", required_argument, NULL, OPT_PUSH_RATE},
+		{"push-burst", required_argument, NULL, OPT_PUSH_BURST},
+		{"pull-rate", required_argument, NULL, OPT_PULL_RATE},
+		{"pull-burst", required_argument, NULL, OPT_PULL_BURST},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0}
@@ -151,6 +191,16 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 	cfg->hello_timeout = 10;
 	cfg->heartbeat = 15;
 	cfg->token_ttl = 86400;
+	cfg->apply_workers = 4;
+	cfg->push_rate = 100;
+	cfg->push_burst = 1000;
+	cfg->pull_rate = 10;
+	cfg->pull_burst = 100;
+	if (env_rate("FERRY_PUSH_RATE", &cfg->push_rate, err, errlen) != 0 ||
+		env_rate("FERRY_PUSH_BURST", &cfg->push_burst, err, errlen) != 0 ||
+		env_rate("FERRY_PULL_RATE", &cfg->pull_rate, err, errlen) != 0 ||
+		env_rate("FERRY_PULL_BURST", &cfg->pull_burst, err, errlen) != 0)
+		return -1;
 	if ((s = getenv("FERRY_JWT_SECRET")) != NULL && s[0] != '\0')
 	{
 		cfg->jwt_secret = (uint8_t *) strdup(s);
@@ -241,6 +291,29 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 				}
 				cfg->token_ttl = (int) v;
 				break;
+			case OPT_WORKERS:
+				if (parse_int64(optarg, 1, &v) != 0 || v > 64)
+				{
+					snprintf(err, errlen, "--apply-workers=\"%s\" is not a number from 1 to 64", optarg);
+					return -1;
+				}
+				cfg->apply_workers = (int) v;
+				break;
+			case OPT_PUSH_RATE:
+			case OPT_PUSH_BURST:
+			case OPT_PULL_RATE:
+			case OPT_PULL_BURST:
+				{
+					double	   *dst = c == OPT_PUSH_RATE ? &cfg->push_rate : c == OPT_PUSH_BURST ? &cfg->push_burst :
+						c == OPT_PULL_RATE ? &cfg->pull_rate : &cfg->pull_burst;
+
+					if (parse_rate(optarg, dst) != 0)
+					{
+						snprintf(err, errlen, "\"%s\" is not a rate: give a number >= 0", optarg);
+						return -1;
+					}
+					break;
+				}
 			case 'h':
 				config_usage(stdout);
 				return 1;

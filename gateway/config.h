@@ -26,6 +26,11 @@ typedef struct Config
 	int			hello_timeout;	/* seconds a new connection has to say Hello */
 	int			heartbeat;		/* seconds between heartbeats */
 	char	   *port_file;		/* write the bound port here once listening */
+	int			apply_workers;	/* threads applying mutations */
+	double		push_rate;		/* per-user mutations per second (0 = unlimited) */
+	double		push_burst;		/* bucket size */
+	double		pull_rate;		/* per-user subscriptions per second (0 = unlimited) */
+	double		pull_burst;		/* bucket size */
 	char	   *make_token;		/* --make-token SUB:T1,T2[:ROLE]: print a token, exit */
 	int			token_ttl;		/* seconds, for --make-token */
 } Config;

@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "gateway.h"
 #include "log.h"
+#include "writes.h"
 
 static int
 check_database(PGconn *conn, char *err, size_t errlen)
@@ -202,6 +203,7 @@ repl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			break;
 		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 			snapshot_collect();
+			writes_collect();
 			break;
 		default:
 			break;
@@ -348,7 +350,9 @@ main(int argc, char **argv)
 		}
 	}
 
-	if (stream_start(err, sizeof(err)) != 0)
+	if (writes_init(cfg.database_url, cfg.apply_workers, cfg.push_rate, cfg.push_burst, cfg.pull_rate,
+					cfg.pull_burst, err, sizeof(err)) != 0 ||
+		stream_start(err, sizeof(err)) != 0)
 	{
 		log_error("ferryd", "%s", err);
 		fprintf(stderr, "ferryd: %s\n", err);
@@ -368,6 +372,7 @@ main(int argc, char **argv)
 	stream_sync();
 	stream_stop();
 	lws_context_destroy(g.ctx);
+	writes_shutdown();
 	shape_registry_destroy(&g.shapes);
 	cat_free(g.cat);
 	PQfinish(g.pg);

@@ -11,6 +11,10 @@ const double metrics_snapshot_bounds[METRICS_BUCKETS] = {
 	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 };
 
+const double metrics_apply_bounds[METRICS_BUCKETS] = {
+	0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5
+};
+
 void
 metrics_observe(Histogram *h, const double *bounds, double v)
 {
@@ -121,5 +125,23 @@ metrics_render(const Metrics *m, int64_t now_us, char *buf, size_t len)
 	metric(&o, "ferry_must_refetch_total", "counter", "must-refetch messages sent.", "%" PRIu64, m->must_refetch);
 	histogram(&o, "ferry_snapshot_duration_seconds", "Initial snapshot durations.",
 			  &m->snapshot_seconds, metrics_snapshot_bounds);
+	emit(&o, "# HELP ferry_mutations_total Mutation results sent, by status.\n"
+		 "# TYPE ferry_mutations_total counter\n"
+		 "ferry_mutations_total{status=\"applied\"} %" PRIu64 "\n"
+		 "ferry_mutations_total{status=\"duplicate\"} %" PRIu64 "\n"
+		 "ferry_mutations_total{status=\"conflict\"} %" PRIu64 "\n"
+		 "ferry_mutations_total{status=\"rejected\"} %" PRIu64 "\n"
+		 "ferry_mutations_total{status=\"retry\"} %" PRIu64 "\n",
+		 m->mutations_applied, m->mutations_duplicate, m->mutations_conflict, m->mutations_rejected,
+		 m->mutations_retry);
+	metric(&o, "ferry_rate_limited_total", "counter", "Pushes and pulls refused by a per-user token bucket.",
+		   "%" PRIu64, m->rate_limited);
+	histogram(&o, "ferry_apply_duration_seconds", "Latency of ferry.apply_mutation, per mutation.",
+			  &m->apply_seconds, metrics_apply_bounds);
+	metric(&o, "ferry_client_pending_mutations", "gauge",
+		   "Mutations connected clients report queued and unconfirmed (heartbeats).", "%" PRIu64, m->client_pending);
+	metric(&o, "ferry_client_oldest_pending_mutation_seconds", "gauge",
+		   "Age of the oldest unconfirmed mutation any connected client reports (heartbeats).", "%.3f",
+		   m->client_oldest_pending_seconds);
 	return o.overflow ? -1 : (int) o.pos;
 }

@@ -42,10 +42,20 @@ typedef struct Metrics
 	uint64_t	slow_clients_dropped;	/* connections cut for not keeping up */
 	uint64_t	must_refetch;	/* must-refetch messages sent */
 	Histogram	snapshot_seconds;	/* initial snapshot durations */
+	uint64_t	mutations_applied;	/* mutation results by status */
+	uint64_t	mutations_duplicate;
+	uint64_t	mutations_conflict;
+	uint64_t	mutations_rejected;
+	uint64_t	mutations_retry;
+	uint64_t	rate_limited;	/* pushes and pulls refused by a token bucket */
+	Histogram	apply_seconds;	/* ferry.apply_mutation latency */
+	uint64_t	client_pending; /* mutations clients report queued (heartbeats) */
+	double		client_oldest_pending_seconds;	/* the oldest of them, over all clients */
 } Metrics;
 
 void		metrics_observe(Histogram *h, const double *bounds, double v);
 extern const double metrics_snapshot_bounds[METRICS_BUCKETS];
+extern const double metrics_apply_bounds[METRICS_BUCKETS];
 
 /* Renders m into buf (Prometheus text format 0.0.4); returns the length or -1 if it did not fit. */
 int			metrics_render(const Metrics *m, int64_t now_us, char *buf, size_t len);

@@ -17,6 +17,7 @@
 #include "frame.h"
 #include "gateway.h"
 #include "log.h"
+#include "writes.h"
 
 #define MAX_SUBSCRIPTIONS 256	/* per connection */
 #define MAX_QUEUED_FRAMES 512	/* control frames waiting to be sent */
@@ -74,6 +75,9 @@ typedef struct Session
 	int			rx_dropping;	/* discarding the rest of an oversized message */
 	Wbuf		tx;				/* the change batch being sent */
 	WireBatch	batch;			/* its builder */
+	WriteQueue *writes;			/* pushed mutations (after Hello) */
+	uint32_t	client_pending; /* mutations the client reports queued */
+	uint64_t	client_oldest_ms;	/* age of its oldest, as reported */
 } Session;
 
 static uint64_t session_seq = 0;
@@ -314,6 +318,16 @@ on_subscribe(Session *ss, Ferry__V1__Subscribe *req)
 				   req->subscription_id, 0, 0);
 		return;
 	}
+	{
+		uint32_t	wait = writes_pull(ss->writes, gw_now_us());
+
+		if (wait > 0)
+		{
+			send_error(ss, FERRY__V1__ERROR_CODE__RATE_LIMITED, "subscription rate limit reached; wait",
+					   req->subscription_id, 0, wait);
+			return;
+		}
+	}
 	if (ss->nsubs >= MAX_SUBSCRIPTIONS)
 	{
 		send_error(ss, FERRY__V1__ERROR_CODE__TOO_MANY_SUBSCRIPTIONS, "too many subscriptions on one connection",
@@ -457,6 +471,7 @@ on_hello(Session *ss, Ferry__V1__Hello *h)
 	}
 	ss->authed = 1;
 	ss->client_id = strdup(h->client_id);
+	ss->writes = writes_open(ss->wsi, ss->client_id, ss->claims.sub, ss->claims.json);
 	w.protocol_version = FRAME_PROTOCOL_VERSION;
 	w.schema_version = gw->cat->schema_version;
 	w.min_schema_version = gw->cat->min_client_schema_version;
@@ -506,6 +521,7 @@ on_refresh(Session *ss, Ferry__V1__RefreshToken *r)
 	auth_claims_free(&ss->claims);
 	ss->claims = claims;
 	ss->expiring_sent = 0;
+	writes_set_claims(ss->writes, ss->claims.json);
 	tr.token_expires_at = claims.exp;
 	m.msg_case = FERRY__V1__SERVER_MESSAGE__MSG_TOKEN_REFRESHED;
 	m.token_refreshed = &tr;
@@ -518,6 +534,8 @@ on_heartbeat(Session *ss, Ferry__V1__Heartbeat *hb)
 	Ferry__V1__ServerMessage m = FERRY__V1__SERVER_MESSAGE__INIT;
 	Ferry__V1__Pong p = FERRY__V1__PONG__INIT;
 
+	ss->client_pending = hb->pending_mutations;
+	ss->client_oldest_ms = hb->oldest_pending_age_ms;
 	p.echo_sent_at_ms = hb->sent_at_ms;
 	p.server_time_ms = gw_now_us() / 1000;
 	m.msg_case = FERRY__V1__SERVER_MESSAGE__MSG_PONG;
@@ -566,8 +584,7 @@ on_message(Session *ss, const uint8_t *data, size_t len)
 				on_refresh(ss, msg->refresh_token);
 				break;
 			case FERRY__V1__CLIENT_MESSAGE__MSG_MUTATIONS:
-				send_error(ss, FERRY__V1__ERROR_CODE__BAD_FRAME,
-						   "this server does not accept mutations yet", 0, 0, 0);
+				writes_push(ss->writes, msg->mutations, gw_now_us());
 				break;
 			default:
 				send_error(ss, FERRY__V1__ERROR_CODE__BAD_FRAME, "unknown message", 0, 0, 0);
@@ -768,7 +785,45 @@ on_writable(Session *ss)
 			return 0;
 		}
 	}
+
+	/* Mutation results, once every change before them has gone out: acks follow their data. */
+	for (Subscription *sub = ss->subs; sub != NULL; sub = sub->next)
+		if (sub->shape->state == SHAPE_READY && (sub->has_data || sub->carry != NULL))
+			return 0;
+	{
+		uint8_t    *buf;
+		size_t		len;
+
+		if (writes_take(ss->writes, &buf, &len))
+		{
+			int			n = lws_write(ss->wsi, buf + LWS_PRE, len, LWS_WRITE_BINARY);
+
+			free(buf);
+			if (n < 0)
+				return -1;
+			gw->metrics.bytes_sent += (uint64_t) n;
+			lws_callback_on_writable(ss->wsi);
+		}
+	}
 	return 0;
+}
+
+void
+session_wake_writers(void)
+{
+	uint64_t	pending = 0;
+	uint64_t	oldest = 0;
+
+	for (Session *ss = gw->sessions; ss != NULL; ss = ss->next)
+	{
+		if (writes_pending(ss->writes))
+			lws_callback_on_writable(ss->wsi);
+		pending += ss->client_pending;
+		if (ss->client_pending > 0 && ss->client_oldest_ms > oldest)
+			oldest = ss->client_oldest_ms;
+	}
+	gw->metrics.client_pending = pending;
+	gw->metrics.client_oldest_pending_seconds = (double) oldest / 1000.0;
 }
 
 /* ----------------------------------------------------------------
@@ -794,6 +849,7 @@ session_destroy(Session *ss)
 		gw->sessions = ss->next;
 	if (ss->next != NULL)
 		ss->next->prev = ss->prev;
+	writes_close(ss->writes);
 	auth_claims_free(&ss->claims);
 	free(ss->client_id);
 	wbuf_free(&ss->rx);

@@ -20,6 +20,7 @@
 
 #include "gateway.h"
 #include "log.h"
+#include "writes.h"
 
 /* Column mapping of one relation: pgoutput column i -> catalog column map[i]. */
 typedef struct RelMap
@@ -664,9 +665,21 @@ void
 stream_sync(void)
 {
 	SyncState	st = {0};
+	uint64_t	processed;
 
 	shape_each(&gw->shapes, 0, sync_shape, &st);
-	if (st.failed || gw->repl == NULL || gw->unsynced_end_lsn == 0)
+	if (st.failed || gw->repl == NULL)
+		return;
+	/*
+	 * Everything decoded is in synced logs: the WAL the server reported as
+	 * sent (keepalives carry the position decoding reached) is processed.
+	 */
+	processed = gw->metrics.received_lsn;
+	if (!gw->in_txn && repl_server_wal_end(gw->repl) > processed)
+		processed = repl_server_wal_end(gw->repl);
+	writes_synced_to(processed);
+	session_wake_writers();
+	if (gw->unsynced_end_lsn == 0)
 		return;
 	repl_confirm(gw->repl, gw->unsynced_end_lsn);
 	gw->metrics.confirmed_lsn = repl_confirmed_lsn(gw->repl);

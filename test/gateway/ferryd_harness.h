@@ -223,6 +223,18 @@ ferryd_cleanup(Ferryd *d, PGconn *db)
 /* ---- a client keeping a replica of its subscriptions --------------------------------- */
 
 #define MAX_ROWS 4096
+#define MAX_RESULTS 2048
+
+typedef struct Result
+{
+	char		id[64];			/* mutation id */
+	int			status;			/* Ferry__V1__MutationStatus */
+	char		code[64];		/* error_code */
+	uint32_t	retry_after_ms; /* RETRY */
+	int64_t		version;		/* row version */
+	char		json[1024];		/* result_json (truncated) */
+	int			rows_then;		/* replica size when it arrived */
+} Result;
 
 typedef struct Row
 {
@@ -254,6 +266,8 @@ typedef struct Client
 	int			batches;		/* ChangeBatches received */
 	int64_t		last_commit_ms; /* commit time of the last batch */
 	int64_t		last_batch_at_ms;	/* when it arrived (CLOCK_REALTIME ms) */
+	int			nresults;		/* mutation results received, in order */
+	Result		results[MAX_RESULTS];
 } Client;
 
 static inline char *
@@ -436,6 +450,21 @@ client_step(Client *c, int timeout_ms)
 			if (m->must_refetch->subscription_id == c->sub)
 				c->must_refetch = 1;
 			break;
+		case FERRY__V1__SERVER_MESSAGE__MSG_MUTATION_RESULTS:
+			for (size_t i = 0; i < m->mutation_results->n_results && c->nresults < MAX_RESULTS; i++)
+			{
+				Ferry__V1__MutationResult *r = m->mutation_results->results[i];
+				Result	   *out = &c->results[c->nresults++];
+
+				snprintf(out->id, sizeof(out->id), "%s", r->id);
+				out->status = r->status;
+				snprintf(out->code, sizeof(out->code), "%s", r->error_code);
+				out->retry_after_ms = r->retry_after_ms;
+				out->version = r->version;
+				snprintf(out->json, sizeof(out->json), "%s", r->result_json);
+				out->rows_then = c->nrows;
+			}
+			break;
 		case FERRY__V1__SERVER_MESSAGE__MSG_ERROR:
 			c->last_error = m->error->code;
 			snprintf(c->last_error_msg, sizeof(c->last_error_msg), "%s", m->error->message);
@@ -513,6 +542,43 @@ client_subscribe(Client *c, uint32_t id, const char *table, const char *where, c
 	c->must_refetch = 0;
 	c->last_error = 0;
 	client_send(c, &m);
+}
+
+/* Pushes one MutationBatch of n mutations (ids[i], jsons[i]). */
+static inline void
+client_push(Client *c, int n, const char *const *ids, const char *const *jsons)
+{
+	Ferry__V1__ClientMessage m = FERRY__V1__CLIENT_MESSAGE__INIT;
+	Ferry__V1__MutationBatch b = FERRY__V1__MUTATION_BATCH__INIT;
+	Ferry__V1__Mutation *ms = calloc(n, sizeof(Ferry__V1__Mutation));
+	Ferry__V1__Mutation **mp = calloc(n, sizeof(Ferry__V1__Mutation *));
+
+	for (int i = 0; i < n; i++)
+	{
+		ferry__v1__mutation__init(&ms[i]);
+		ms[i].id = (char *) ids[i];
+		ms[i].json = (char *) jsons[i];
+		mp[i] = &ms[i];
+	}
+	b.n_mutations = (size_t) n;
+	b.mutations = mp;
+	m.msg_case = FERRY__V1__CLIENT_MESSAGE__MSG_MUTATIONS;
+	m.mutations = &b;
+	client_send(c, &m);
+	free(ms);
+	free(mp);
+}
+
+/* Reads until at least n results arrived (1) or the timeout (0). */
+static inline int
+client_wait_results(Client *c, int n, int timeout_ms)
+{
+	int64_t		deadline = ws_now_ms() + timeout_ms;
+
+	while (c->nresults < n && ws_now_ms() < deadline)
+		if (client_step(c, 200) == 0 && c->ws->closed)
+			break;
+	return c->nresults >= n;
 }
 
 /* Reads until the subscription is up to date (1), or a timeout/refetch/error (0). */
