@@ -311,6 +311,7 @@ on_subscribe(Session *ss, Ferry__V1__Subscribe *req)
 	Subscription *sub;
 	SlogOffset	want = SLOG_OFFSET_START;
 	int			resume = 0;
+	int			asked;
 
 	if (req->subscription_id == 0 || find_sub(ss, req->subscription_id) != NULL)
 	{
@@ -357,7 +358,8 @@ on_subscribe(Session *ss, Ferry__V1__Subscribe *req)
 		return;
 	}
 	/* A resume is honoured only for the handle this request resolves to: never another's shape. */
-	if (!created && req->handle != NULL && strcmp(req->handle, shape->handle) == 0 && !want.start)
+	asked = req->handle != NULL && req->handle[0] != '\0' && !want.start;
+	if (asked && !created && strcmp(req->handle, shape->handle) == 0)
 		resume = 1;
 
 	if (created && snapshot_start(shape, cat_table_by_relid(gw->cat, shape->relid), err, sizeof(err)) != 0)
@@ -377,32 +379,25 @@ on_subscribe(Session *ss, Ferry__V1__Subscribe *req)
 	ss->nsubs++;
 	shape_add_sub(shape, sub);
 
-	if (shape->state == SHAPE_READY && open_cursor(ss, sub) != 0)
+	/*
+	 * A resume that cannot be served (another handle now, or an offset the
+	 * log no longer has) is a must-refetch: the client drops the rows it has
+	 * and subscribes again from "-1" (docs/protocol.md).
+	 */
+	if (asked && (!resume || (shape->state == SHAPE_READY && open_cursor(ss, sub) != 0)))
 	{
-		if (resume)
-		{
-			/* The offset left the log: start this subscription over. */
-			sub->gone = 0;
-			sub->offset = SLOG_OFFSET_START;
-			resume = 0;
-			if (open_cursor(ss, sub) != 0)
-			{
-				/* The log lost its beginning too: new subscribers need a new shape. */
-				shape_invalidate(shape, "the shape log no longer has its beginning");
-				session_shape_invalid(shape);
-				send_error(ss, FERRY__V1__ERROR_CODE__UNAVAILABLE,
-						   "the shape is being rebuilt; subscribe again", req->subscription_id, 0, 100);
-				return;
-			}
-		}
-		else
-		{
-			shape_invalidate(shape, "the shape log no longer has its beginning");
-			session_shape_invalid(shape);
-			send_error(ss, FERRY__V1__ERROR_CODE__UNAVAILABLE,
-					   "the shape is being rebuilt; subscribe again", req->subscription_id, 0, 100);
-			return;
-		}
+		send_must_refetch(ss, sub, resume ? "the offset is no longer in the shape log"
+						  : "the shape was rebuilt; subscribe again from -1");
+		return;
+	}
+	if (shape->state == SHAPE_READY && sub->cursor == NULL && open_cursor(ss, sub) != 0)
+	{
+		/* The log lost its beginning: new subscribers need a new shape. */
+		shape_invalidate(shape, "the shape log no longer has its beginning");
+		session_shape_invalid(shape);
+		send_error(ss, FERRY__V1__ERROR_CODE__UNAVAILABLE,
+				   "the shape is being rebuilt; subscribe again", req->subscription_id, 0, 100);
+		return;
 	}
 	send_subscribed(ss, sub, cat_table_by_relid(gw->cat, shape->relid), resume);
 	sub->has_data = 1;
@@ -638,11 +633,8 @@ next_batch(Session *ss, Subscription *sub, int *caught_up)
 	}
 	for (;;)
 	{
-		if (ss->batch.body.len >= BATCH_BYTES)
-		{
-			partial = lsn != 0;
-			break;
-		}
+		int			full = ss->batch.body.len >= BATCH_BYTES;
+
 		rc = slog_cursor_next(sub->cursor, &e, err, sizeof(err));
 		if (rc == SLOG_END)
 		{
@@ -657,9 +649,14 @@ next_batch(Session *ss, Subscription *sub, int *caught_up)
 		}
 		if (e.len < 8)
 			continue;
-		if (n > 0 && e.lsn != lsn)
+		if (n > 0 && (e.lsn != lsn || full))
 		{
-			/* the next transaction: keep it for the next frame */
+			/*
+			 * The next transaction, or more of this one than fits: keep the
+			 * entry for the next frame. Only now is it known whether the
+			 * transaction goes on past this frame.
+			 */
+			partial = e.lsn == lsn && lsn != 0;
 			sub->carry = malloc(e.len);
 			memcpy(sub->carry, e.payload, e.len);
 			sub->carry_len = e.len;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -267,6 +268,72 @@ shape_dir(const ShapeRegistry *r, const char *handle, const char *suffix, char *
 	snprintf(buf, cap, "%s/%s%s", r->dir, handle, suffix ? suffix : "");
 }
 
+/*
+ * The snapshot's visibility lives beside the log in "<handle>.snap", so a
+ * restart still knows which replayed transactions the snapshot had.
+ */
+static void
+snap_path(const ShapeRegistry *r, const char *handle, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s/%s.snap", r->dir, handle);
+}
+
+static int
+snap_write(const Shape *s, char *err, size_t errlen)
+{
+	char		path[4096];
+	char		tmp[4200];
+	FILE	   *f;
+	int			ok;
+
+	snap_path(s->registry, s->handle, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL)
+	{
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%" PRIu64 " %" PRIu64 ":%" PRIu64 ":", s->snap_lsn, s->snap_xmin, s->snap_xmax);
+	for (int i = 0; i < s->snap_nxip; i++)
+		fprintf(f, "%s%" PRIu64, i ? "," : "", s->snap_xip[i]);
+	fputc('\n', f);
+	ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+	ok = (fclose(f) == 0) && ok;
+	if (!ok || rename(tmp, path) != 0)
+	{
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+snap_read(Shape *s, const ShapeRegistry *r, const char *handle)
+{
+	char		path[4096];
+	char	   *text = NULL;
+	size_t		cap = 0;
+	FILE	   *f;
+	uint64_t	lsn;
+	char	   *sp;
+	int			rc = -1;
+
+	snap_path(r, handle, path, sizeof(path));
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (getline(&text, &cap, f) > 0)
+	{
+		text[strcspn(text, "\n")] = '\0';
+		lsn = strtoull(text, &sp, 10);
+		if (sp != text && *sp == ' ')
+			rc = shape_parse_snapshot(s, sp + 1, lsn);
+	}
+	free(text);
+	fclose(f);
+	return rc;
+}
+
 void
 shape_drop(ShapeRegistry *r, Shape *s)
 {
@@ -285,6 +352,8 @@ shape_drop(ShapeRegistry *r, Shape *s)
 	shape_dir(r, s->handle, NULL, dir, sizeof(dir));
 	if (slog_destroy(dir, err, sizeof(err)) != SLOG_OK)
 		log_warn("shape", "removing %s: %s", dir, err);
+	snap_path(r, s->handle, dir, sizeof(dir));
+	unlink(dir);
 	r->count--;
 	shape_free(s);
 }
@@ -762,6 +831,12 @@ shape_append_change(Shape *s, uint64_t lsn, uint32_t op, uint32_t xid, int64_t c
 
 	if (s->state == SHAPE_INVALID || log == NULL)
 		return 0;
+	/*
+	 * A transaction the snapshot saw is in the log already, however late the
+	 * stream brings it (replication lag, a replay after a restart).
+	 */
+	if (shape_snapshot_has(s, lsn, xid))
+		return 0;
 	last = slog_last(log);
 	if (!last.start && (lsn < last.lsn || (lsn == last.lsn && op <= last.op)))
 		return 0;				/* replayed after a restart: already in the log */
@@ -793,7 +868,8 @@ shape_append_snapshot(Shape *s, uint32_t n, const uint8_t *change, size_t len, c
 int
 shape_sync(Shape *s, char *err, size_t errlen)
 {
-	if (s->log != NULL && slog_sync(s->log, NULL, err, errlen) != SLOG_OK)
+	/* While SNAPSHOTTING the worker owns the log; it syncs it itself. */
+	if (s->state != SHAPE_SNAPSHOTTING && s->log != NULL && slog_sync(s->log, NULL, err, errlen) != SLOG_OK)
 		return -1;
 	if (s->pending != NULL && slog_sync(s->pending, NULL, err, errlen) != SLOG_OK)
 		return -1;
@@ -806,12 +882,13 @@ shape_sync(Shape *s, char *err, size_t errlen)
  * ---------------------------------------------------------------- */
 
 int
-shape_parse_snapshot(Shape *s, const char *text)
+shape_parse_snapshot(Shape *s, const char *text, uint64_t lsn)
 {
 	/* "xmin:xmax:xip1,xip2,..." */
 	char	   *end;
 	const char *p = text;
 
+	s->snap_lsn = lsn;
 	s->snap_xmin = strtoull(p, &end, 10);
 	if (end == p || *end != ':')
 		return -1;
@@ -867,6 +944,13 @@ shape_snapshot_saw(const Shape *s, uint32_t xid)
 }
 
 int
+shape_snapshot_has(const Shape *s, uint64_t commit_lsn, uint32_t xid)
+{
+	/* Commits after the snapshot's WAL position were not in it, whatever their xid. */
+	return s->snap_lsn != 0 && commit_lsn < s->snap_lsn && shape_snapshot_saw(s, xid);
+}
+
+int
 shape_finish_snapshot(Shape *s, char *err, size_t errlen)
 {
 	SlogCursor *c;
@@ -887,7 +971,7 @@ shape_finish_snapshot(Shape *s, char *err, size_t errlen)
 					t++;
 				/* Transactions the snapshot saw are in it already. */
 				if (t < s->npending_txns && s->pending_txn_lsn[t] == e.lsn &&
-					shape_snapshot_saw(s, (uint32_t) s->pending_txn_xid[t]))
+					shape_snapshot_has(s, e.lsn, (uint32_t) s->pending_txn_xid[t]))
 					continue;
 				if (slog_append(s->log, e.lsn, e.op, e.kind, e.payload, e.len, err, errlen) != SLOG_OK)
 				{
@@ -904,7 +988,8 @@ shape_finish_snapshot(Shape *s, char *err, size_t errlen)
 		else if (rc != SLOG_GONE)
 			return -1;
 	}
-	if (slog_sync(s->log, NULL, err, errlen) != SLOG_OK ||
+	/* The visibility first: a LIVE log always has it. */
+	if (slog_sync(s->log, NULL, err, errlen) != SLOG_OK || snap_write(s, err, errlen) != 0 ||
 		slog_set_state(s->log, SLOG_STATE_LIVE, err, errlen) != SLOG_OK)
 		return -1;
 	if (s->pending != NULL)
@@ -1038,6 +1123,12 @@ load_one(ShapeRegistry *r, const Catalog *cat, const char *handle, const char *d
 		shape_free(s);
 		s = NULL;
 	}
+	if (s != NULL && snap_read(s, r, handle) != 0)
+	{
+		snprintf(err, errlen, "its snapshot's visibility (%s.snap) is missing", handle);
+		shape_free(s);
+		s = NULL;
+	}
 	if (s != NULL)
 	{
 		snprintf(s->handle, sizeof(s->handle), "%s", handle);
@@ -1082,6 +1173,8 @@ shape_registry_load(ShapeRegistry *r, const Catalog *cat, char *err, size_t errl
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", r->dir, de->d_name);
+		if (n > 5 && strcmp(de->d_name + n - 5, ".snap") == 0)
+			continue;			/* read with its shape; orphans go below */
 		if (n > 8 && strcmp(de->d_name + n - 8, ".pending") == 0)
 		{
 			/* a pending log outlives only an unfinished snapshot */
@@ -1097,6 +1190,24 @@ shape_registry_load(ShapeRegistry *r, const Catalog *cat, char *err, size_t errl
 			continue;
 		}
 		loaded++;
+	}
+	/* visibility files of shapes that are gone */
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL)
+	{
+		size_t		n = strlen(de->d_name);
+		char		handle[64];
+		char		path[4096];
+
+		if (n <= 5 || n - 5 >= sizeof(handle) || strcmp(de->d_name + n - 5, ".snap") != 0)
+			continue;
+		memcpy(handle, de->d_name, n - 5);
+		handle[n - 5] = '\0';
+		if (shape_by_handle(r, handle) == NULL)
+		{
+			snprintf(path, sizeof(path), "%s/%s", r->dir, de->d_name);
+			unlink(path);
+		}
 	}
 	closedir(d);
 	log_info("shape", "%d shapes resumed from %s, %d dropped", loaded, r->dir, dropped);

@@ -72,6 +72,9 @@ typedef struct Shape
 	uint64_t	snap_xmax;		/* first xid not yet assigned */
 	int			snap_nxip;		/* running xids */
 	uint64_t   *snap_xip;		/* [snap_nxip] */
+	uint64_t	snap_lsn;		/* WAL insert position right after the snapshot was taken;
+								 * 0 while unknown. A commit at or after it is never in the
+								 * snapshot; one before it is when the snapshot saw its xid. */
 	int			npending_txns;	/* transactions in the pending log */
 	uint64_t   *pending_txn_lsn;	/* [npending_txns] their commit LSNs */
 	uint64_t   *pending_txn_xid;	/* [npending_txns] their xids (32 bit, as Begin gives) */
@@ -193,7 +196,10 @@ void		shape_remove_sub(Shape *s, struct Subscription *sub, int64_t now_us);
  * visible to the shape's snapshot, handling xid epochs.
  */
 int			shape_snapshot_saw(const Shape *s, uint32_t xid);
-int			shape_parse_snapshot(Shape *s, const char *text);
+/* Whether the transaction committed at commit_lsn with xid is in the shape's snapshot. */
+int			shape_snapshot_has(const Shape *s, uint64_t commit_lsn, uint32_t xid);
+/* Sets the snapshot ("xmin:xmax:xip,..." and the WAL position after it); 0 or -1. */
+int			shape_parse_snapshot(Shape *s, const char *text, uint64_t lsn);
 
 /* Reloads shapes from the data dir at start; shapes whose snapshot never finished are dropped. */
 int			shape_registry_load(ShapeRegistry *r, const Catalog *cat, char *err, size_t errlen);

@@ -38,6 +38,7 @@ typedef struct SnapshotJob
 	int			failed;			/* the snapshot failed */
 	char		err[512];		/* why */
 	char	   *snapshot;		/* pg_current_snapshot() text */
+	uint64_t	snapshot_lsn;	/* WAL insert position right after it */
 	uint64_t	rows;			/* rows copied */
 } SnapshotJob;
 
@@ -154,7 +155,8 @@ worker(void *arg)
 		fail(job, "setting the claims failed", conn);
 		goto done;
 	}
-	res = PQexec(conn, "SELECT pg_current_snapshot()::text");
+	/* The first statement takes the snapshot; the insert position is read after it. */
+	res = PQexec(conn, "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		PQclear(res);
@@ -162,6 +164,13 @@ worker(void *arg)
 		goto done;
 	}
 	job->snapshot = strdup(PQgetvalue(res, 0, 0));
+	{
+		unsigned int hi = 0,
+					lo = 0;
+
+		if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
+			job->snapshot_lsn = ((uint64_t) hi << 32) | lo;
+	}
 	PQclear(res);
 
 	params[0] = job->tenants;
@@ -295,6 +304,12 @@ snapshot_collect(void)
 {
 	SnapshotJob *done;
 
+	/*
+	 * A snapshot is finished only between transactions: finishing inside one
+	 * would split it between the pending log and the log.
+	 */
+	if (gw->in_txn)
+		return;
 	pthread_mutex_lock(&gw->snap_lock);
 	done = gw->snap_done;
 	gw->snap_done = NULL;
@@ -320,7 +335,8 @@ snapshot_collect(void)
 			shape_invalidate(s, "its snapshot failed");
 			session_shape_invalid(s);
 		}
-		else if (shape_parse_snapshot(s, job->snapshot) != 0 || shape_finish_snapshot(s, err, sizeof(err)) != 0)
+		else if (shape_parse_snapshot(s, job->snapshot, job->snapshot_lsn) != 0 ||
+				 shape_finish_snapshot(s, err, sizeof(err)) != 0)
 		{
 			log_error("snapshot", "shape %s on %s: finishing the snapshot failed: %s", s->handle, s->table,
 					  job->failed ? job->err : err);

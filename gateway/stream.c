@@ -659,6 +659,8 @@ sync_shape(Shape *s, void *arg)
 		log_error("stream", "shape %s: %s", s->handle, err);
 		st->failed = 1;
 	}
+	else if (s->state == SHAPE_READY)
+		session_notify_shape(s);	/* readers see the entries only now */
 }
 
 void
@@ -699,7 +701,10 @@ stream_on_readable(void)
 		return;
 	}
 	if (!gw->in_txn)
+	{
 		stream_sync();
+		snapshot_collect();		/* snapshots that finished while inside a transaction */
+	}
 	gw->metrics.server_wal_end = repl_server_wal_end(gw->repl);
 	if (repl_wants_write(gw->repl) && gw->repl_wsi != NULL)
 		lws_callback_on_writable(gw->repl_wsi);
@@ -721,6 +726,8 @@ stream_tick(int64_t now_us)
 {
 	char		err[512];
 
+	snapshot_collect();
+
 	if (gw->repl == NULL)
 	{
 		if (!gw->stopping && now_us >= gw->repl_retry_at_us)
@@ -738,7 +745,10 @@ stream_tick(int64_t now_us)
 		return;
 	}
 	if (!gw->in_txn)
+	{
 		stream_sync();
+		snapshot_collect();
+	}
 	gw->metrics.confirmed_lsn = repl_confirmed_lsn(gw->repl);
 	gw->metrics.server_wal_end = repl_server_wal_end(gw->repl);
 	if (repl_tick(gw->repl, repl_now_ms(), err, sizeof(err)) < 0)
