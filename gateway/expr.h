@@ -2,7 +2,7 @@
  * gateway/expr.h -- compile and evaluate shape WHERE clauses and rule predicates outside Postgres.
  *
  * ---------------------------------------------------------------------------------------------
- * README section: the WHERE-clause evaluator (gateway/expr.c)
+ * README section: the WHERE-clause evaluator (gateway/expr.c and the expr_*.c files it lists)
  * ---------------------------------------------------------------------------------------------
  *
  * ferryd decides, for every decoded row, whether it belongs to a shape: the shape's WHERE

@@ -71,6 +71,38 @@ check_data_dir(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * After a restart, the shape logs may end with part of a transaction that was
+ * being appended when ferryd stopped: everything from the slot's confirmed
+ * position on stays hidden until the replay has appended it all.
+ */
+static void
+hide_unconfirmed(Gateway *g, const char *slot)
+{
+	const char *params[1] = {slot};
+	PGresult   *r = PQexecParams(g->pg, "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::text FROM pg_replication_slots "
+								 "WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL",
+								 1, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+	{
+		uint64_t	confirmed = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+
+		for (long i = hmap_next(&g->shapes.by_handle, 0); i >= 0; i = hmap_next(&g->shapes.by_handle, i + 1))
+		{
+			Shape	   *s = g->shapes.by_handle.slots[i].value;
+			char		err[256];
+			int			rc = slog_limit_visible(s->log, confirmed, err, sizeof(err));
+
+			if (rc == 1)
+				s->hidden_above = slog_last(s->log).lsn;
+			else if (rc < 0)
+				log_warn("ferryd", "shape %s: %s", s->handle, err);
+		}
+	}
+	PQclear(r);
+}
+
 static int
 make_token(Config *cfg)
 {
@@ -314,6 +346,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 
+	hide_unconfirmed(&g, cfg.slot);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

@@ -54,6 +54,7 @@ typedef struct Gateway
 	int			ntouched;
 	int			touched_cap;
 	uint64_t	unsynced_end_lsn;	/* end LSN of the last commit not yet confirmed */
+	uint64_t	last_commit_lsn;	/* commit LSN of the last transaction processed */
 	/* shapes and clients */
 	ShapeRegistry shapes;		/* every shape */
 	struct Session *sessions;	/* open WebSocket sessions (list) */

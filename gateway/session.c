@@ -384,7 +384,15 @@ on_subscribe(Session *ss, Ferry__V1__Subscribe *req)
 	 * log no longer has) is a must-refetch: the client drops the rows it has
 	 * and subscribes again from "-1" (docs/protocol.md).
 	 */
-	if (asked && (!resume || (shape->state == SHAPE_READY && open_cursor(ss, sub) != 0)))
+	if (asked && resume && shape->state == SHAPE_READY && open_cursor(ss, sub) != 0 && shape->hidden_above != 0 &&
+		slog_offset_cmp(want, slog_last(shape->log)) <= 0)
+	{
+		/* The offset is in entries hidden since the restart: resume once they show. */
+		sub->gone = 0;
+		send_subscribed(ss, sub, cat_table_by_relid(gw->cat, shape->relid), resume);
+		return;
+	}
+	if (asked && (!resume || (shape->state == SHAPE_READY && sub->cursor == NULL && open_cursor(ss, sub) != 0)))
 	{
 		send_must_refetch(ss, sub, resume ? "the offset is no longer in the shape log"
 						  : "the shape was rebuilt; subscribe again from -1");
@@ -738,6 +746,11 @@ on_writable(Session *ss)
 			continue;
 		if (sub->cursor == NULL && open_cursor(ss, sub) != 0)
 		{
+			if (sub->shape->hidden_above != 0)
+			{
+				sub->gone = 0;	/* waits for the entries hidden since the restart */
+				continue;
+			}
 			send_must_refetch(ss, sub, "the offset is no longer in the shape log");
 			return 0;
 		}

@@ -86,6 +86,8 @@ typedef struct Shape
 	int64_t		idle_since_us;	/* when the last subscriber left (0 while subscribed) */
 	int64_t		retained_at_us; /* last retention pass */
 	uint64_t	route_epoch;	/* shape_route's visit marker */
+	uint64_t	hidden_above;	/* after a restart: entries from this commit LSN on are hidden
+								 * until the replay has passed it (0: none) */
 	char	   *invalid_reason; /* why it became INVALID */
 } Shape;
 

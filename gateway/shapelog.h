@@ -272,4 +272,12 @@ SlogOffset slog_cursor_offset(const SlogCursor *c);
 /* slog_cursor_close frees the cursor and what it holds. NULL is a no-op. */
 void slog_cursor_close(SlogCursor *c);
 
+/*
+ * slog_limit_visible hides from cursors, until the next slog_sync, every entry
+ * whose lsn is at or after `below` (after a crash: entries of transactions not
+ * confirmed to Postgres may be incomplete until the replay appends the rest).
+ * Returns 1 when something was hidden, 0 when not, or an error.
+ */
+int slog_limit_visible(SlogLog *log, uint64_t below, char *err, size_t errlen);
+
 #endif                          /* FERRY_GATEWAY_SHAPELOG_H */

@@ -624,6 +624,7 @@ on_data(void *arg, uint64_t wal_start, uint64_t wal_end, const char *payload, si
 			}
 			gw->ntouched = 0;
 			gw->in_txn = 0;
+			gw->last_commit_lsn = gw->txn_lsn;
 			gw->unsynced_end_lsn = m->commit.end_lsn;
 			gw->metrics.transactions++;
 			gw->metrics.received_lsn = m->commit.end_lsn;
@@ -652,6 +653,15 @@ sync_shape(Shape *s, void *arg)
 	SyncState  *st = arg;
 	char		err[512];
 
+	/* Entries hidden at start are whole once the replay has passed their commit. */
+	if (s->hidden_above != 0 && gw->last_commit_lsn >= s->hidden_above && s->state == SHAPE_READY)
+	{
+		if (slog_sync(s->log, NULL, err, sizeof(err)) == SLOG_OK)
+		{
+			s->hidden_above = 0;
+			session_notify_shape(s);
+		}
+	}
 	if (!s->dirty)
 		return;
 	if (shape_sync(s, err, sizeof(err)) != 0)
