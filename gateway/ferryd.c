@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +102,20 @@ hide_unconfirmed(Gateway *g, const char *slot)
 		}
 	}
 	PQclear(r);
+}
+
+/* One descriptor per connection and per shape log: take all the hard limit allows. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("ferryd", "cannot raise the open-file limit: %s", strerror(errno));
+	}
 }
 
 static int
@@ -347,6 +362,7 @@ main(int argc, char **argv)
 	}
 
 	hide_unconfirmed(&g, cfg.slot);
+	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
