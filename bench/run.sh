@@ -407,3 +407,9 @@ mkdir -p "$out_dir/logs"
 mv "$logs/extension.txt" "$logs/extension.json" "$out_dir/"
 mv "$logs"/*.log "$out_dir/logs/"
 echo "(also in $out_dir/extension.txt and $out_dir/extension.json; pgbench output in $out_dir/logs/)"
+
+# The gateway benchmark (bench/gateway.sh) against the same server, unless BENCH_GATEWAY=0.
+if [ "${BENCH_GATEWAY:-1}" != 0 ] && [ -x "$(dirname "${BASH_SOURCE[0]}")/gateway.sh" ]; then
+  echo
+  "$(dirname "${BASH_SOURCE[0]}")/gateway.sh"
+fi
