@@ -96,7 +96,10 @@ hide_unconfirmed(Gateway *g, const char *slot)
 			int			rc = slog_limit_visible(s->log, confirmed, err, sizeof(err));
 
 			if (rc == 1)
+			{
 				s->hidden_above = slog_last(s->log).lsn;
+				shape_mark_dirty(s);
+			}
 			else if (rc < 0)
 				log_warn("ferryd", "shape %s: %s", s->handle, err);
 		}
@@ -216,6 +219,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			int			rc;
 
 			gw->metrics.shapes = gw->shapes.count;
+			session_client_queues(&gw->metrics.client_pending, &gw->metrics.client_oldest_pending_seconds);
 			while ((n = metrics_render(&gw->metrics, gw_now_us(), body, cap)) < 0)
 				body = realloc(body, cap *= 2);
 			rc = http_reply(wsi, 200, "text/plain; version=0.0.4", body, (size_t) n);

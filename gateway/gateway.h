@@ -92,7 +92,9 @@ void		session_notify_shape(Shape *s);	/* new entries: wake subscribers */
 void		session_shape_invalid(Shape *s);	/* must-refetch to subscribers */
 void		session_tick(int64_t now_us);
 void		session_close_all(void);
-void		session_wake_writers(void);	/* results may be ready; refresh client queue metrics */
+void		session_wake_writers(void);	/* results may be ready */
+/* The mutation queues clients report in heartbeats: their total, and the oldest's age. */
+void		session_client_queues(uint64_t *pending, double *oldest_seconds);
 size_t		session_size(void);	/* open sessions */
 size_t		session_size_of(void);	/* bytes of one session's state */
 

@@ -821,19 +821,26 @@ on_writable(Session *ss)
 void
 session_wake_writers(void)
 {
-	uint64_t	pending = 0;
-	uint64_t	oldest = 0;
-
+	if (writes_unanswered() == 0)
+		return;
 	for (Session *ss = gw->sessions; ss != NULL; ss = ss->next)
-	{
 		if (writes_pending(ss->writes))
 			lws_callback_on_writable(ss->wsi);
-		pending += ss->client_pending;
+}
+
+void
+session_client_queues(uint64_t *pending, double *oldest_seconds)
+{
+	uint64_t	oldest = 0;
+
+	*pending = 0;
+	for (Session *ss = gw->sessions; ss != NULL; ss = ss->next)
+	{
+		*pending += ss->client_pending;
 		if (ss->client_pending > 0 && ss->client_oldest_ms > oldest)
 			oldest = ss->client_oldest_ms;
 	}
-	gw->metrics.client_pending = pending;
-	gw->metrics.client_oldest_pending_seconds = (double) oldest / 1000.0;
+	*oldest_seconds = (double) oldest / 1000.0;
 }
 
 /* ----------------------------------------------------------------

@@ -345,6 +345,12 @@ shape_drop(ShapeRegistry *r, Shape *s)
 		hmap_del(&r->by_key, s->key, strlen(s->key));
 	hmap_del(&r->by_handle, s->handle, strlen(s->handle));
 	route_remove(r, s);
+	for (int i = 0; i < r->ndirty; i++)
+		if (r->dirty[i] == s)
+		{
+			r->dirty[i] = r->dirty[--r->ndirty];
+			break;
+		}
 	slog_close(s->log);
 	slog_close(s->pending);
 	shape_dir(r, s->handle, ".pending", dir, sizeof(dir));
@@ -381,6 +387,7 @@ shape_registry_destroy(ShapeRegistry *r)
 	hmap_destroy(&r->by_key);
 	hmap_destroy(&r->by_handle);
 	hmap_destroy(&r->route);
+	free(r->dirty);
 	free(r->dir);
 }
 
@@ -854,6 +861,7 @@ shape_append_change(Shape *s, uint64_t lsn, uint32_t op, uint32_t xid, int64_t c
 	s->last_lsn = lsn;
 	s->last_op = op;
 	s->dirty = 1;
+	shape_mark_dirty(s);
 	return 1;
 }
 
@@ -863,6 +871,39 @@ shape_append_snapshot(Shape *s, uint32_t n, const uint8_t *change, size_t len, c
 	if (append_entry(s->log, 0, n, SHAPE_ENTRY_SNAPSHOT, 0, change, len, err, errlen) != SLOG_OK)
 		return -1;
 	return 0;
+}
+
+void
+shape_mark_dirty(Shape *s)
+{
+	ShapeRegistry *r = s->registry;
+
+	if (s->on_dirty_list || r == NULL)
+		return;
+	if (r->ndirty == r->dirty_cap)
+	{
+		r->dirty_cap = r->dirty_cap ? r->dirty_cap * 2 : 64;
+		r->dirty = realloc(r->dirty, sizeof(Shape *) * r->dirty_cap);
+	}
+	r->dirty[r->ndirty++] = s;
+	s->on_dirty_list = 1;
+}
+
+void
+shape_each_dirty(ShapeRegistry *r, shape_keep_fn fn, void *arg)
+{
+	int			n = r->ndirty;
+	Shape	  **list = r->dirty;
+
+	/* fn may mark shapes dirty again: they go on a fresh list */
+	r->dirty = NULL;
+	r->ndirty = r->dirty_cap = 0;
+	for (int i = 0; i < n; i++)
+		list[i]->on_dirty_list = 0;
+	for (int i = 0; i < n; i++)
+		if (fn(list[i], arg))
+			shape_mark_dirty(list[i]);
+	free(list);
 }
 
 int

@@ -86,6 +86,7 @@ typedef struct Shape
 	int64_t		idle_since_us;	/* when the last subscriber left (0 while subscribed) */
 	int64_t		retained_at_us; /* last retention pass */
 	uint64_t	route_epoch;	/* shape_route's visit marker */
+	int			on_dirty_list;	/* in registry->dirty */
 	uint64_t	hidden_above;	/* after a restart: entries from this commit LSN on are hidden
 								 * until the replay has passed it (0: none) */
 	char	   *invalid_reason; /* why it became INVALID */
@@ -116,6 +117,9 @@ typedef struct ShapeRegistry
 	Hmap		by_handle;		/* handle -> Shape */
 	Hmap		route;			/* "relid\0tenant" -> ShapeList */
 	int			count;			/* live shapes */
+	Shape	  **dirty;			/* shapes to look at in the next sync: appended to, or hidden */
+	int			ndirty;
+	int			dirty_cap;
 } ShapeRegistry;
 
 /* Error kinds of shape_resolve, mapped to protocol error codes by the caller. */
@@ -183,6 +187,14 @@ int			shape_append_snapshot(Shape *s, uint32_t n, const uint8_t *change, size_t 
 								  char *err, size_t errlen);
 /* Makes what was appended durable; 0 or -1. */
 int			shape_sync(Shape *s, char *err, size_t errlen);
+/* Puts s on the registry's list for the next sync (once). */
+void		shape_mark_dirty(Shape *s);
+/*
+ * Calls fn on each shape of the sync list and empties it; fn returns 1 to
+ * keep a shape on the list for the next sync.
+ */
+typedef int (*shape_keep_fn) (Shape *s, void *arg);
+void		shape_each_dirty(ShapeRegistry *r, shape_keep_fn fn, void *arg);
 /*
  * The snapshot is complete: move pending changes the snapshot did not see
  * into the log and become READY. 0 or -1.

@@ -647,15 +647,17 @@ typedef struct SyncState
 	int			failed;			/* a sync failed: do not confirm */
 } SyncState;
 
-static void
+static int
 sync_shape(Shape *s, void *arg)
 {
 	SyncState  *st = arg;
 	char		err[512];
 
 	/* Entries hidden at start are whole once the replay has passed their commit. */
-	if (s->hidden_above != 0 && gw->last_commit_lsn >= s->hidden_above && s->state == SHAPE_READY)
+	if (s->hidden_above != 0)
 	{
+		if (gw->last_commit_lsn < s->hidden_above || s->state != SHAPE_READY)
+			return 1;			/* look again at the next sync */
 		if (slog_sync(s->log, NULL, err, sizeof(err)) == SLOG_OK)
 		{
 			s->hidden_above = 0;
@@ -663,14 +665,16 @@ sync_shape(Shape *s, void *arg)
 		}
 	}
 	if (!s->dirty)
-		return;
+		return 0;
 	if (shape_sync(s, err, sizeof(err)) != 0)
 	{
 		log_error("stream", "shape %s: %s", s->handle, err);
 		st->failed = 1;
+		return 1;
 	}
-	else if (s->state == SHAPE_READY)
+	if (s->state == SHAPE_READY)
 		session_notify_shape(s);	/* readers see the entries only now */
+	return 0;
 }
 
 void
@@ -679,7 +683,7 @@ stream_sync(void)
 	SyncState	st = {0};
 	uint64_t	processed;
 
-	shape_each(&gw->shapes, 0, sync_shape, &st);
+	shape_each_dirty(&gw->shapes, sync_shape, &st);
 	if (st.failed || gw->repl == NULL)
 		return;
 	/*

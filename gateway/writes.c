@@ -100,6 +100,7 @@ static struct
 				pull_burst;
 	Hmap		buckets;		/* "push:"/"pull:" + sub -> Bucket */
 	uint64_t	synced_lsn;		/* WAL processed and synced by ferryd */
+	long		items;			/* mutations queued or unanswered, in all queues */
 } W;
 
 
@@ -278,6 +279,7 @@ unref(WriteQueue *q)
 		Item	   *it = q->head;
 
 		q->head = it->next;
+		W.items--;
 		free_item(it);
 	}
 	free(q->client_id);
@@ -433,6 +435,7 @@ writes_push(WriteQueue *q, const Ferry__V1__MutationBatch *batch, int64_t now)
 			q->head = it;
 		q->tail = it;
 		q->nitems++;
+		W.items++;
 		if (limited_after_ms >= 0)
 		{
 			/* Each later mutation waits one more token, so a resend of them all fits the bucket. */
@@ -568,6 +571,12 @@ writes_synced_to(uint64_t lsn)
 		W.synced_lsn = lsn;
 }
 
+long
+writes_unanswered(void)
+{
+	return W.items;
+}
+
 int
 writes_pending(const WriteQueue *q)
 {
@@ -632,6 +641,7 @@ writes_take(WriteQueue *q, uint8_t **buf, size_t *len)
 		if (q->head == NULL)
 			q->tail = NULL;
 		q->nitems--;
+		W.items--;
 		free_item(it);
 	}
 	return 1;

@@ -44,6 +44,8 @@ void		writes_push(WriteQueue *q, const Ferry__V1__MutationBatch *batch, int64_t 
 int			writes_take(WriteQueue *q, uint8_t **buf, size_t *len);
 /* Whether results wait (ready or not). */
 int			writes_pending(const WriteQueue *q);
+/* Mutations queued or unanswered over all queues. */
+long		writes_unanswered(void);
 
 /*
  * A pull (a Subscribe) by this user: 0 when allowed, else the milliseconds
