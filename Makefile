@@ -2,7 +2,8 @@
 #
 #   make              build the extension and the C test programs
 #   make deps         install the Debian packages the project needs (scripts/deps.sh)
-#   make install      install the extension into the system's PostgreSQL 15 (sudo when not root)
+#   make install      install the extension into the system's PostgreSQL 15, and libferry (header,
+#                     ferry.pc, the ferry CLI) under PREFIX (/usr/local) (sudo when not root)
 #   make test         the one test command: deps, build, install, a throwaway cluster, every suite
 #   make run          a local PostgreSQL with ferry and the demo schema (scripts/run.sh)
 #   make run-stop     stop that PostgreSQL (its data stays in .run/pg); run-clean removes it
@@ -90,20 +91,93 @@ gateway: $(if $(HAVE_GATEWAY),gateway/ferryd) $(GW_OBJS)
 
 fuzz: $(FUZZ_BINS)
 
+# ---- client (libferry) --------------------------------------------------------------
+# client-sqlite/*.c is libferry: build/client/libferry.a and libferry.so (only ferry_*
+# exported), linked with its own copy of the protocol's generated code. The CLI
+# client-sqlite/cli/ferry.c is built as build/client/ferry. Test programs
+# test/client/<name>.c -> build/test/client/<name>.t link the static library (so unit
+# tests can reach internal functions through client-sqlite/internal.h) and libpq. The
+# README's example app client-sqlite/example/todo_app.c is built as build/client/todo_app.
+CL_SRCS = $(wildcard client-sqlite/*.c)
+CL_HDRS = $(wildcard client-sqlite/*.h) client-sqlite/include/ferry.h
+CL_OBJS = $(patsubst client-sqlite/%.c,build/client/%.o,$(CL_SRCS)) build/client/ferry.pb-c.o
+CL_PKGS = sqlite3 jansson libprotobuf-c
+CL_CFLAGS = $(WARNINGS) -std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden -DFERRY_BUILDING_LIBRARY \
+	-Iclient-sqlite/include -Iclient-sqlite -Ibuild/proto $(shell pkg-config --cflags $(CL_PKGS) 2>/dev/null) \
+	$(EXTRA_CFLAGS) $(GW_SAN)
+CL_LDLIBS = $(shell pkg-config --libs $(CL_PKGS) 2>/dev/null) $(EXTRA_LDLIBS) $(GW_SAN)
+CL_TEST_SRCS = $(wildcard test/client/*.c)
+CL_TEST_BINS = $(patsubst test/client/%.c,build/test/client/%.t,$(CL_TEST_SRCS))
+CL_SOVERSION = 0
+CL_VERSION = 0.1.0
+PREFIX ?= /usr/local
+HAVE_CLIENT = $(wildcard client-sqlite/include/ferry.h)
+
+build/client/%.o: client-sqlite/%.c $(CL_HDRS) build/proto/ferry.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CL_CFLAGS) -c -o $@ $<
+
+build/client/ferry.pb-c.o: build/proto/ferry.pb-c.c build/proto/ferry.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -Wextra,$(CL_CFLAGS)) -c -o $@ $<
+
+build/client/libferry.a: $(CL_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/client/libferry.so: $(CL_OBJS)
+	$(CC) -shared -Wl,-soname,libferry.so.$(CL_SOVERSION) -o $@ $^ $(CL_LDLIBS)
+
+build/client/ferry: client-sqlite/cli/ferry.c build/client/libferry.a client-sqlite/include/ferry.h
+	$(CC) $(filter-out -DFERRY_BUILDING_LIBRARY -fvisibility=hidden,$(CL_CFLAGS)) -o $@ $< build/client/libferry.a \
+		$(CL_LDLIBS)
+
+# The README's example app, built so that it stays true.
+build/client/todo_app: client-sqlite/example/todo_app.c build/client/libferry.a client-sqlite/include/ferry.h
+	$(CC) $(filter-out -DFERRY_BUILDING_LIBRARY -fvisibility=hidden,$(CL_CFLAGS)) -o $@ $< build/client/libferry.a \
+		$(CL_LDLIBS)
+
+build/client/ferry.pc: client-sqlite/ferry.pc.in
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(CL_VERSION)|g' $< > $@
+
+build/test/client/%.t: test/client/%.c build/client/libferry.a test/tap.h $(wildcard test/client/*.h) $(CL_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -DFERRY_BUILDING_LIBRARY -fvisibility=hidden -fPIC,$(CL_CFLAGS)) -Itest \
+		-I$(PG_INCLUDEDIR) -o $@ $< build/client/libferry.a $(CL_LDLIBS) -lpq
+
+client: $(if $(HAVE_CLIENT),build/client/libferry.a build/client/libferry.so build/client/ferry build/client/ferry.pc \
+	build/client/todo_app)
+
+install-client: client
+ifneq ($(HAVE_CLIENT),)
+	$(SUDO) install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/bin
+	$(SUDO) install -m 644 build/client/libferry.a $(DESTDIR)$(PREFIX)/lib/libferry.a
+	$(SUDO) install -m 755 build/client/libferry.so $(DESTDIR)$(PREFIX)/lib/libferry.so.$(CL_VERSION)
+	$(SUDO) ln -sf libferry.so.$(CL_VERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so.$(CL_SOVERSION)
+	$(SUDO) ln -sf libferry.so.$(CL_SOVERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so
+	$(SUDO) install -m 644 client-sqlite/include/ferry.h $(DESTDIR)$(PREFIX)/include/ferry.h
+	$(SUDO) install -m 644 build/client/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc
+	$(SUDO) install -m 755 build/client/ferry $(DESTDIR)$(PREFIX)/bin/ferry
+	-$(if $(DESTDIR),,$(SUDO) ldconfig)
+endif
+# ---- end of client (libferry) -------------------------------------------------------
+
 # One program per test/extension/*.c, built as build/test/extension/<name>.t.
 EXT_TEST_SRCS = $(wildcard test/extension/*.c)
 EXT_TEST_BINS = $(patsubst test/extension/%.c,build/test/extension/%.t,$(EXT_TEST_SRCS))
 
-.PHONY: all extension gateway fuzz tests deps install test test-sanitize run run-stop run-clean bench clean
+.PHONY: all extension gateway client install-client fuzz tests deps install test test-sanitize run run-stop run-clean bench clean
 
-all: extension gateway tests fuzz
+all: extension gateway client tests fuzz
 
 extension:
 ifneq ($(HAVE_EXTENSION),)
 	$(EXT_MAKE)
 endif
 
-tests: $(EXT_TEST_BINS) $(GW_TEST_BINS)
+tests: $(EXT_TEST_BINS) $(GW_TEST_BINS) $(CL_TEST_BINS)
 
 build/test/extension/%.t: test/extension/%.c test/tap.h $(wildcard test/extension/*.h)
 	@mkdir -p $(@D)
@@ -112,7 +186,7 @@ build/test/extension/%.t: test/extension/%.c test/tap.h $(wildcard test/extensio
 deps:
 	scripts/deps.sh
 
-install: extension
+install: extension install-client
 ifneq ($(HAVE_EXTENSION),)
 	$(SUDO) $(EXT_MAKE) install
 endif

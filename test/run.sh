@@ -35,7 +35,7 @@ export PATH="${FERRY_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 # when it failed. To add one (the gateway's unit tests, the client's, the scenario
 # tests), write its function and add its name to SUITES, in the order they should run.
 
-SUITES=(pgtap extension gateway fuzz)
+SUITES=(pgtap extension gateway fuzz client)
 
 verbose=()
 [ "${FERRY_TEST_VERBOSE:-0}" = 1 ] && verbose=(--verbose)
@@ -70,6 +70,12 @@ suite_extension() {
 # suite_gateway: C programs test/gateway/*.c: gateway modules, and ferryd end to end.
 suite_gateway() {
   prove_c_tests test/gateway
+}
+
+# suite_client: C programs test/client/*.c: libferry's unit tests (queue, rebase, results on
+# SQLite files) and its end-to-end tests (a real ferryd and `ferry` CLI processes as devices).
+suite_client() {
+  prove_c_tests test/client
 }
 
 # suite_fuzz: each libFuzzer target build/fuzz/<name> (from test/fuzz/<name>.c) runs for
