@@ -297,7 +297,45 @@ check_shape(Shape *s, void *arg)
 	session_shape_invalid(s);
 }
 
-/* Reloads the catalog and drops the shapes it invalidates. */
+/*
+ * Waits (briefly) until the transaction being decoded is visible to new
+ * snapshots of the control connection: the stream can deliver a commit a
+ * moment before the committing backend leaves the proc array.
+ */
+static void
+wait_visible(uint32_t xid)
+{
+	PGresult   *r = PQexec(gw->pg, "SELECT txid_snapshot_xmax(txid_current_snapshot())");
+	uint64_t	ref;
+	uint64_t	full;
+	char		num[32];
+	const char *params[1] = {num};
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+	{
+		PQclear(r);
+		return;
+	}
+	ref = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	full = (ref & ~(uint64_t) 0xFFFFFFFF) | xid;
+	if (full > ref && full - ref > 0x80000000ULL && full >= 0x100000000ULL)
+		full -= 0x100000000ULL;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long) full);
+	for (int i = 0; i < 200; i++)
+	{
+		int			running;
+
+		r = PQexecParams(gw->pg, "SELECT txid_status($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+		running = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "in progress") == 0;
+		PQclear(r);
+		if (!running)
+			return;
+		usleep(5000);
+	}
+}
+
+/* Reloads the catalog, in one snapshot, and drops the shapes it invalidates. */
 static void
 reload_catalog(void)
 {
@@ -305,12 +343,18 @@ reload_catalog(void)
 	Catalog    *cat;
 	Reload		r;
 
+	if (gw->in_txn || gw->txn_catalog_changed)
+		wait_visible(gw->txn_xid);
+	PQclear(PQexec(gw->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
 	cat = cat_load(gw->pg, err, sizeof(err));
+	PQclear(PQexec(gw->pg, "COMMIT"));
 	if (cat == NULL && PQstatus(gw->pg) != CONNECTION_OK)
 	{
 		/* The control connection died (a database restart): once more on a new one. */
 		PQreset(gw->pg);
+		PQclear(PQexec(gw->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
 		cat = cat_load(gw->pg, err, sizeof(err));
+		PQclear(PQexec(gw->pg, "COMMIT"));
 	}
 	if (cat == NULL)
 	{
