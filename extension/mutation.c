@@ -299,6 +299,8 @@ ferry_apply_mutation(PG_FUNCTION_ARGS)
 		ferry_current_claims = &claims;
 		ferry_mutation_apply(&m, &claims, &res);
 		ferry_current_claims = prev_claims;
+		/* SPI calls leave SPI's own contexts current: the result must outlive them */
+		MemoryContextSwitchTo(callcxt);
 		out = result_jsonb(&res, m.id);
 		if (!record_result(&m, &claims, &res, out))
 			ereport(ERROR, (errcode(ERRCODE_FERRY_M_DUPLICATE), errmsg("mutation %s is recorded already", m.id)));
@@ -332,6 +334,7 @@ ferry_apply_mutation(PG_FUNCTION_ARGS)
 				recorded_result(&m, &claims, &res);
 		}
 		FreeErrorData(ed);
+		MemoryContextSwitchTo(callcxt);
 		out = result_jsonb(&res, m.id);
 	}
 	PG_END_TRY();

@@ -64,6 +64,21 @@ apply(PGconn *conn, const char *m)
     return pq_value_params(conn, APPLY_SQL, 2, params);
 }
 
+/* apply_as_ferryd runs apply_mutation the way ferryd's apply workers do (the result, then
+ * the WAL position) and returns the result (text, malloc'd). */
+static char *
+apply_as_ferryd(PGconn *conn, const char *m, const char *id)
+{
+    const char *params[4] = {m, id, "c1", CLAIMS};
+
+    return pq_value_params(conn,
+                           "WITH r AS MATERIALIZED (SELECT ferry.apply_mutation("
+                           "  CASE WHEN jsonb_typeof($1::jsonb) = 'object' "
+                           "       THEN $1::jsonb || jsonb_build_object('id', $2::text, 'client_id', $3::text) "
+                           "       ELSE $1::jsonb END, $4::jsonb)::text AS res) "
+                           "SELECT r.res, pg_current_wal_insert_lsn()::text FROM r", 4, params);
+}
+
 /* apply_send starts apply_mutation on conn without waiting. */
 static int
 apply_send(PGconn *conn, const char *m)
@@ -132,7 +147,7 @@ main(void)
     int applied;
     const int n = 20;
 
-    plan(32);
+    plan(49);
     snprintf(table, sizeof(table), "public.fy_conc_%d", (int) getpid());
 
     if (!ok(pq_exec(admin, "CREATE TABLE %s (id int PRIMARY KEY, ws text NOT NULL, title text,"
@@ -310,6 +325,75 @@ main(void)
     free(m2);
     free(r1);
     free(r2);
+
+    /* (f) One connection applying one mutation after another, with parameters, as ferryd's
+     * workers do: every result comes back whole. (Results once lived in memory that SPI
+     * freed: from the second call of a backend on, a delete's result came back corrupted,
+     * or the backend crashed. The table and mutations are those that showed it.) */
+    {
+        static const char *const ms[] = {
+            "{\"op\": \"update\", \"key\": {\"id\": \"1\"}, \"clock\": \"1795605106042-0-c1\", \"table\": \"%s\", "
+            "\"changes\": {\"title\": {\"new\": \"renamed on A\", \"old\": \"todo 1\"}}, \"base_version\": 1}",
+            "{\"op\": \"delete\", \"key\": {\"id\": \"6\"}, \"clock\": \"1795605106049-0-c1\", \"table\": \"%s\", "
+            "\"changes\": {}, \"base_version\": 1}",
+            "{\"op\": \"insert\", \"key\": {\"id\": \"10\"}, \"clock\": \"1795605106035-0-c1\", \"table\": \"%s\", "
+            "\"changes\": {\"id\": {\"new\": \"10\"}, \"ws\": {\"new\": \"w1\"}, \"title\": {\"new\": \"new\"}}}",
+            "{\"op\": \"delete\", \"key\": {\"id\": \"7\"}, \"clock\": \"1795605106050-0-c1\", \"table\": \"%s\", "
+            "\"changes\": {}, \"base_version\": 1}",
+        };
+        static const char *const kinds[] = {"update", "delete", "insert", "delete"};
+        char todos[80];
+        char last[64] = "";
+        PGconn *s3 = pq_connect("fy-conc-s3");  /* a backend that has applied nothing yet */
+
+        snprintf(todos, sizeof(todos), "%s_todos", table);
+        ok(pq_exec(admin, "CREATE TABLE %s (id int PRIMARY KEY, ws text NOT NULL, title text, body text, "
+                          "done boolean NOT NULL DEFAULT false, status text, note text, tags text[] NOT NULL DEFAULT '{}', "
+                          "pomodoros int NOT NULL DEFAULT 0, created_at timestamptz NOT NULL DEFAULT now())", todos)
+           && pq_exec(admin, "SELECT ferry.enable_sync('%s', 'ws')", todos)
+           && pq_exec(admin, "SELECT ferry.set_conflict_rule('%s', 'status', 'version')", todos)
+           && pq_exec(admin, "SELECT ferry.set_conflict_rule('%s', 'note', 'manual')", todos)
+           && pq_exec(admin, "SELECT ferry.set_conflict_rule('%s', 'tags', 'set_union')", todos)
+           && pq_exec(admin, "SELECT ferry.set_conflict_rule('%s', 'pomodoros', 'counter')", todos)
+           && pq_exec(admin, "SELECT ferry.set_conflict_rule('%s', 'created_at', 'immutable')", todos)
+           && pq_exec(admin, "INSERT INTO %s (id, ws, title, status) SELECT i, 'w1', 'todo ' || i, 'open' "
+                             "FROM generate_series(1, 8) i", todos),
+           "(f) setup: a synced table with a rule of every kind, 8 rows");
+        for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+        {
+            size_t size = strlen(ms[i]) + strlen(todos) + 1;
+            char *m = malloc(size);
+
+            snprintf(m, size, ms[i], todos);
+            new_id(id, sizeof(id));
+            r1 = apply_as_ferryd(s3, m, id);
+            ok(r1 != NULL, "(f) mutation %zu (%s) on one connection: a result", i + 1, kinds[i]);
+            is_json(admin, r1, "{status}", "applied", "(f) ... applied");
+            is_json(admin, r1, "{id}", id, "(f) ... its id");
+            if (i == 1)
+                snprintf(last, sizeof(last), "%s", id);
+            free(m);
+            free(r1);
+        }
+        /* the first delete again, by id: the recorded result replayed */
+        {
+            size_t size = strlen(ms[1]) + strlen(todos) + 1;
+
+            m1 = malloc(size);
+            snprintf(m1, size, ms[1], todos);
+        }
+        r1 = apply_as_ferryd(s3, m1, last);
+        is_json(admin, r1, "{status}", "duplicate", "(f) a replayed delete: duplicate");
+        is_json(admin, r1, "{original,status}", "applied", "(f) ... with its original result");
+        free(m1);
+        free(r1);
+        v = pq_value(admin, "SELECT string_agg(id || ':' || (ferry_deleted_at IS NOT NULL), ',' ORDER BY id) FROM %s "
+                            "WHERE id IN (1, 6, 7, 10)", todos);
+        is_str(v, "1:false,6:true,7:true,10:false", "(f) rows 6 and 7 are tombstones, 1 and 10 live");
+        free(v);
+        ok(pq_exec(admin, "DROP TABLE %s", todos), "(f) cleanup");
+        PQfinish(s3);
+    }
 
     ok(pq_exec(admin, "DROP TABLE %s", table), "cleanup: table dropped");
 
