@@ -31,6 +31,8 @@ config_usage(FILE *out)
 			"      --send-buffer=BYTES    per-connection send buffer before a slow client is cut (4 MiB)\n"
 			"      --port-file=FILE       write the bound port to FILE once listening\n"
 			"      --apply-workers=N      threads applying mutations (4)\n"
+			"      --group-sync=USEC      while changes stream in, fsync the shape logs at most once\n"
+			"                             per USEC microseconds (2000; 0 = after every read)\n"
 			"      --push-rate=N          per-user mutations per second (100; 0 = unlimited) [FERRY_PUSH_RATE]\n"
 			"      --push-burst=N         per-user mutation burst (1000)          [FERRY_PUSH_BURST]\n"
 			"      --pull-rate=N          per-user subscriptions per second (10)  [FERRY_PULL_RATE]\n"
@@ -146,7 +148,7 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 	enum
 	{
 		OPT_SECRET = 256, OPT_SLOT, OPT_LOG, OPT_RBYTES, OPT_RAGE, OPT_SENDBUF, OPT_PORTFILE,
-		OPT_TOKEN, OPT_TTL, OPT_VERSION, OPT_WORKERS, OPT_PUSH_RATE, OPT_PUSH_BURST, OPT_PULL_RATE,
+		OPT_TOKEN, OPT_TTL, OPT_VERSION, OPT_WORKERS, OPT_GROUP_SYNC, OPT_PUSH_RATE, OPT_PUSH_BURST, OPT_PULL_RATE,
 		OPT_PULL_BURST
 	};
 	static const struct option opts[] = {
@@ -163,6 +165,7 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 		{"make-token", required_argument, NULL, OPT_TOKEN},
 		{"token-ttl", required_argument, NULL, OPT_TTL},
 		{"apply-workers", required_argument, NULL, OPT_WORKERS},
+		{"group-sync", required_argument, NULL, OPT_GROUP_SYNC},
 		{"push-rate", required_argument, NULL, OPT_PUSH_RATE},
 		{"push-burst", required_argument, NULL, OPT_PUSH_BURST},
 		{"pull-rate", required_argument, NULL, OPT_PULL_RATE},
@@ -192,6 +195,7 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 	cfg->heartbeat = 15;
 	cfg->token_ttl = 86400;
 	cfg->apply_workers = 4;
+	cfg->group_sync_us = 2000;
 	cfg->push_rate = 100;
 	cfg->push_burst = 1000;
 	cfg->pull_rate = 10;
@@ -298,6 +302,15 @@ config_load(Config *cfg, int argc, char **argv, char *err, size_t errlen)
 					return -1;
 				}
 				cfg->apply_workers = (int) v;
+				break;
+			case OPT_GROUP_SYNC:
+				if (parse_int64(optarg, 0, &v) != 0 || v > 1000000)
+				{
+					snprintf(err, errlen, "--group-sync=\"%s\" is not a number of microseconds from 0 to 1000000",
+							 optarg);
+					return -1;
+				}
+				cfg->group_sync_us = v;
 				break;
 			case OPT_PUSH_RATE:
 			case OPT_PUSH_BURST:

@@ -27,6 +27,7 @@ typedef struct Config
 	int			heartbeat;		/* seconds between heartbeats */
 	char	   *port_file;		/* write the bound port here once listening */
 	int			apply_workers;	/* threads applying mutations */
+	int64_t		group_sync_us;	/* fsync shape logs at most this often while changes stream */
 	double		push_rate;		/* per-user mutations per second (0 = unlimited) */
 	double		push_burst;		/* bucket size */
 	double		pull_rate;		/* per-user subscriptions per second (0 = unlimited) */

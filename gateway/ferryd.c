@@ -243,7 +243,10 @@ repl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
-			stream_on_readable();
+			if (stream_is_sync_timer(wsi))
+				stream_on_sync_timer();
+			else
+				stream_on_readable();
 			break;
 		case LWS_CALLBACK_RAW_WRITEABLE_FILE:
 			stream_on_writable();
@@ -251,6 +254,8 @@ repl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
 			if (gw->repl_wsi == wsi)
 				gw->repl_wsi = NULL;
+			if (stream_is_sync_timer(wsi))
+				stream_sync_timer_closed();
 			break;
 		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 			snapshot_collect();

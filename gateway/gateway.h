@@ -84,6 +84,9 @@ void		stream_on_writable(void);
 void		stream_tick(int64_t now_us);
 void		stream_stop(void);
 void		stream_sync(void);	/* fsync dirty shape logs, confirm the LSN */
+bool		stream_is_sync_timer(struct lws *wsi);	/* the group sync timer's descriptor */
+void		stream_on_sync_timer(void); /* it fired */
+void		stream_sync_timer_closed(void); /* the loop closed it */
 
 /* session.c: WebSocket sessions */
 int			session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,

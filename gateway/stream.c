@@ -13,9 +13,11 @@
  * from the last confirmed point, and replayed (lsn, op) pairs a log already
  * has are skipped, so nothing is lost or doubled.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "gateway.h"
@@ -689,7 +691,21 @@ on_data(void *arg, uint64_t wal_start, uint64_t wal_end, const char *payload, si
 typedef struct SyncState
 {
 	int			failed;			/* a sync failed: do not confirm */
+	int			synced;			/* logs fsynced */
 } SyncState;
+
+/*
+ * Group sync: while commits stream in, dirty logs are fsynced at most once per
+ * --group-sync microseconds, so one fsync covers every commit that arrived meanwhile
+ * instead of one each (clients' data and acknowledgements wait for it). The first commit
+ * after a quiet spell is synced at once.
+ */
+static int64_t last_sync_us;	/* when logs were last fsynced */
+static struct lws *sync_timer_wsi;	/* a timerfd in the event loop (lws's own timers
+										 * poll with millisecond timeouts and spin through
+										 * the last one) */
+static int	sync_timer_fd = -1;
+static bool sync_timer_armed;
 
 static int
 sync_shape(Shape *s, void *arg)
@@ -716,6 +732,7 @@ sync_shape(Shape *s, void *arg)
 		st->failed = 1;
 		return 1;
 	}
+	st->synced++;
 	if (s->state == SHAPE_READY)
 		session_notify_shape(s);	/* readers see the entries only now */
 	return 0;
@@ -728,6 +745,8 @@ stream_sync(void)
 	uint64_t	processed;
 
 	shape_each_dirty(&gw->shapes, sync_shape, &st);
+	if (st.synced > 0)
+		last_sync_us = (int64_t) (gw_mono() * 1e6);
 	if (st.failed || gw->repl == NULL)
 		return;
 	/*
@@ -746,6 +765,74 @@ stream_sync(void)
 	gw->unsynced_end_lsn = 0;
 }
 
+/* Arms the group sync timer to fire in wait_us; false when there is no timer to arm. */
+static bool
+arm_sync_timer(int64_t wait_us)
+{
+	struct itimerspec its;
+
+	if (sync_timer_wsi == NULL)
+	{
+		lws_sock_file_fd_type fd;
+
+		if (gw->vhost == NULL || (fd.filefd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
+			return false;
+		sync_timer_wsi = lws_adopt_descriptor_vhost(gw->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "ferry-repl", NULL);
+		if (sync_timer_wsi == NULL)
+		{
+			close(fd.filefd);
+			return false;
+		}
+		sync_timer_fd = fd.filefd;
+	}
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = wait_us / 1000000;
+	its.it_value.tv_nsec = (wait_us % 1000000) * 1000;
+	if (timerfd_settime(sync_timer_fd, 0, &its, NULL) != 0)
+		return false;
+	sync_timer_armed = true;
+	return true;
+}
+
+bool
+stream_is_sync_timer(struct lws *wsi)
+{
+	return wsi != NULL && wsi == sync_timer_wsi;
+}
+
+void
+stream_on_sync_timer(void)
+{
+	uint64_t	expirations;
+
+	if (read(sync_timer_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_warn("stream", "reading the group sync timer: %s", strerror(errno));
+	sync_timer_armed = false;
+	if (!gw->in_txn)
+		stream_sync();
+}
+
+void
+stream_sync_timer_closed(void)
+{
+	sync_timer_wsi = NULL;
+	sync_timer_fd = -1;
+	sync_timer_armed = false;
+}
+
+/* stream_sync now, or once the group sync interval has passed since the last one. */
+static void
+sync_soon(void)
+{
+	int64_t		interval = gw->cfg != NULL ? gw->cfg->group_sync_us : 0;
+	int64_t		wait = last_sync_us + interval - (int64_t) (gw_mono() * 1e6);
+
+	if (wait <= 0)
+		stream_sync();
+	else if (!sync_timer_armed && !arm_sync_timer(wait))
+		stream_sync();
+}
+
 void
 stream_on_readable(void)
 {
@@ -760,7 +847,7 @@ stream_on_readable(void)
 	}
 	if (!gw->in_txn)
 	{
-		stream_sync();
+		sync_soon();
 		snapshot_collect();		/* snapshots that finished while inside a transaction */
 	}
 	gw->metrics.server_wal_end = repl_server_wal_end(gw->repl);

@@ -60,20 +60,35 @@ struct WriteQueue
 	uint32_t	retry_after_ms; /* with this wait */
 };
 
-typedef struct Job
+/* One mutation of a job: what the worker reads, and what it found. */
+typedef struct Part
 {
-	struct Job *next;			/* in a queue */
-	WriteQueue *q;				/* the queue (refs held) */
 	Item	   *item;			/* its item */
 	char	   *id;				/* copies the worker reads */
-	char	   *client_id;
 	char	   *json;
-	char	   *claims;
-	/* results */
 	char	   *result;			/* apply_mutation's result text, or NULL */
 	char	   *error;			/* database error, or NULL */
 	uint64_t	lsn;			/* WAL insert position after the apply */
 	double		seconds;		/* apply latency */
+} Part;
+
+/*
+ * A job is the run of consecutive queued mutations of one connection that a worker applies
+ * one after another, each in its own transaction, without going back to the event loop
+ * between them. It stops early at a database error or a retryable result: the mutations
+ * after it were not applied and are answered RETRY, as the order requires.
+ */
+#define JOB_MAX 32
+
+typedef struct Job
+{
+	struct Job *next;			/* in a queue */
+	WriteQueue *q;				/* the queue (refs held) */
+	char	   *client_id;		/* copies the worker reads */
+	char	   *claims;
+	int			nparts;			/* mutations in the run */
+	int			ran;			/* of them, applied (or failed) by the worker */
+	Part		parts[JOB_MAX];
 } Job;
 
 typedef struct Bucket
@@ -109,9 +124,9 @@ static struct
  * ---------------------------------------------------------------- */
 
 static void
-run_job(PGconn **conn, Job *job)
+run_part(PGconn **conn, Job *job, Part *part)
 {
-	const char *params[4] = {job->json, job->id, job->client_id, job->claims};
+	const char *params[4] = {part->json, part->id, job->client_id, job->claims};
 	PGresult   *res;
 	double		t0 = gw_mono();
 	char		err[512];
@@ -122,7 +137,7 @@ run_job(PGconn **conn, Job *job)
 		*conn = gw_connect(W.conninfo, err, sizeof(err));
 		if (*conn == NULL)
 		{
-			job->error = strdup(err);
+			part->error = strdup(err);
 			return;
 		}
 	}
@@ -139,9 +154,9 @@ run_job(PGconn **conn, Job *job)
 		uint32_t	hi = 0,
 					lo = 0;
 
-		job->result = strdup(PQgetvalue(res, 0, 0));
+		part->result = strdup(PQgetvalue(res, 0, 0));
 		if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
-			job->lsn = ((uint64_t) hi << 32) | lo;
+			part->lsn = ((uint64_t) hi << 32) | lo;
 	}
 	else
 	{
@@ -149,13 +164,37 @@ run_job(PGconn **conn, Job *job)
 
 		/* invalid JSON text: the mutation is malformed, not the database */
 		if (state != NULL && strcmp(state, "22P02") == 0)
-			job->result = strdup("{\"status\": \"rejected\", \"error\": {\"code\": \"invalid_mutation\", "
+			part->result = strdup("{\"status\": \"rejected\", \"error\": {\"code\": \"invalid_mutation\", "
 								 "\"message\": \"the mutation is not valid JSON\"}}");
 		else
-			job->error = strdup(PQerrorMessage(*conn));
+			part->error = strdup(PQerrorMessage(*conn));
 	}
 	PQclear(res);
-	job->seconds = gw_mono() - t0;
+	part->seconds = gw_mono() - t0;
+}
+
+/* True when apply_mutation's result says: transient, send it again. */
+static bool
+is_retryable(const char *result)
+{
+	json_t	   *r = json_loads(result, 0, NULL);
+	bool		yes = json_is_true(json_object_get(r, "retryable"));
+
+	json_decref(r);
+	return yes;
+}
+
+static void
+run_job(PGconn **conn, Job *job)
+{
+	for (job->ran = 0; job->ran < job->nparts;)
+	{
+		Part	   *part = &job->parts[job->ran++];
+
+		run_part(conn, job, part);
+		if (part->error != NULL || is_retryable(part->result))
+			break;
+	}
 }
 
 static void *
@@ -321,16 +360,19 @@ writes_set_claims(WriteQueue *q, const char *claims_json)
 static void
 free_job(Job *job)
 {
-	free(job->id);
+	for (int i = 0; i < job->nparts; i++)
+	{
+		free(job->parts[i].id);
+		free(job->parts[i].json);
+		free(job->parts[i].result);
+		free(job->parts[i].error);
+	}
 	free(job->client_id);
-	free(job->json);
 	free(job->claims);
-	free(job->result);
-	free(job->error);
 	free(job);
 }
 
-/* Hands the next queued item of q to the workers, if none is applying. */
+/* Hands the next run of queued items of q to the workers, if none is applying. */
 static void
 dispatch(WriteQueue *q)
 {
@@ -343,16 +385,21 @@ dispatch(WriteQueue *q)
 		;
 	if (it == NULL)
 		return;
-	it->state = ITEM_APPLYING;
 	q->applying = 1;
 	q->refs++;
 	job = calloc(1, sizeof(Job));
 	job->q = q;
-	job->item = it;
-	job->id = strdup(it->id);
 	job->client_id = strdup(q->client_id);
-	job->json = strdup(it->json);
 	job->claims = strdup(q->claims_json);
+	for (; it != NULL && it->state == ITEM_QUEUED && job->nparts < JOB_MAX; it = it->next)
+	{
+		Part	   *part = &job->parts[job->nparts++];
+
+		it->state = ITEM_APPLYING;
+		part->item = it;
+		part->id = strdup(it->id);
+		part->json = strdup(it->json);
+	}
 	pthread_mutex_lock(&W.lock);
 	if (W.todo_tail != NULL)
 		W.todo_tail->next = job;
@@ -516,6 +563,32 @@ read_result(Item *it, const char *text)
 	json_decref(r);
 }
 
+/* Takes one worker's finding into its item. */
+static void
+collect_part(WriteQueue *q, Part *part)
+{
+	Item	   *it = part->item;
+
+	it->state = ITEM_DONE;
+	it->done_at_us = gw_now_us();
+	it->lsn = part->lsn;
+	metrics_observe(&gw->metrics.apply_seconds, metrics_apply_bounds, part->seconds);
+	if (part->error != NULL)
+	{
+		log_warn("writes", "applying mutation %s failed: %s", part->id, part->error);
+		set_retry(it, "unavailable", "the database is unavailable; send it again later", UNAVAILABLE_RETRY_MS);
+		retry_rest(q, it->next, "unavailable", "the database is unavailable; send it again later",
+				   UNAVAILABLE_RETRY_MS);
+	}
+	else
+	{
+		read_result(it, part->result);
+		if (it->status == FERRY__V1__MUTATION_STATUS__RETRY)
+			retry_rest(q, it->next, "retry", "an earlier mutation of this connection was answered RETRY",
+					   it->retry_after_ms);
+	}
+}
+
 void
 writes_collect(void)
 {
@@ -530,31 +603,16 @@ writes_collect(void)
 	{
 		Job		   *job = done;
 		WriteQueue *q = job->q;
-		Item	   *it = job->item;
 
 		done = job->next;
 		q->applying = 0;
 		if (!q->closed)
 		{
-			it->state = ITEM_DONE;
-			it->done_at_us = gw_now_us();
-			it->lsn = job->lsn;
-			metrics_observe(&gw->metrics.apply_seconds, metrics_apply_bounds, job->seconds);
-			if (job->error != NULL)
-			{
-				log_warn("writes", "applying mutation %s failed: %s", job->id, job->error);
-				set_retry(it, "unavailable", "the database is unavailable; send it again later",
-						  UNAVAILABLE_RETRY_MS);
-				retry_rest(q, it->next, "unavailable", "the database is unavailable; send it again later",
-						   UNAVAILABLE_RETRY_MS);
-			}
-			else
-			{
-				read_result(it, job->result);
-				if (it->status == FERRY__V1__MUTATION_STATUS__RETRY)
-					retry_rest(q, it->next, "retry", "an earlier mutation of this connection was answered RETRY",
-							   it->retry_after_ms);
-			}
+			/* what the worker did not reach goes back in line (and gets RETRY below) */
+			for (int i = job->ran; i < job->nparts; i++)
+				job->parts[i].item->state = ITEM_QUEUED;
+			for (int i = 0; i < job->ran; i++)
+				collect_part(q, &job->parts[i]);
 			dispatch(q);
 			if (q->wsi != NULL)
 				lws_callback_on_writable(q->wsi);
