@@ -288,6 +288,36 @@ fy_begin(ferry *db)
 	return FERRY_OK;
 }
 
+/*
+ * fy_begin_relaxed starts a transaction of the sync engine's own (rows received, results,
+ * marks of what is in flight) whose commit does not wait for the disk when the file is at
+ * synchronous=FULL: SQLite's WAL keeps commits in order, so a power loss can only lose the
+ * last of them, and what they held comes back by itself -- rows are fetched again from
+ * the offset that was lost with them, and a mutation whose result was lost is sent again
+ * and answered `duplicate` with that result. Local writes keep waiting for the disk, and
+ * their commit makes every earlier one durable too.
+ */
+static int apply_synchronous(ferry *db);
+
+int
+fy_begin_relaxed(ferry *db)
+{
+	if (db->in_tx == 0 && db->synchronous == 2 && fy_exec(db, "PRAGMA synchronous = NORMAL") == FERRY_OK)
+		db->relaxed = true;
+	return fy_begin(db);
+}
+
+/* Back to waiting for the disk after a relaxed transaction ended. */
+static void
+end_relaxed(ferry *db)
+{
+	if (db->relaxed)
+	{
+		db->relaxed = false;
+		apply_synchronous(db);
+	}
+}
+
 /* fy_commit commits the outermost transaction and reports its changes. */
 int
 fy_commit(ferry *db)
@@ -301,9 +331,11 @@ fy_commit(ferry *db)
 		int			rc = fy_sqlerr(db, "cannot commit");
 
 		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+		end_relaxed(db);
 		notes_free(db);
 		return rc;
 	}
+	end_relaxed(db);
 	notes_flush(db);
 	fy_status_changed(db);
 	return FERRY_OK;
@@ -318,6 +350,7 @@ fy_rollback(ferry *db)
 	db->in_tx = 0;
 	db->tx_aborts++;
 	sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+	end_relaxed(db);
 	notes_free(db);
 }
 

@@ -206,6 +206,7 @@ struct ferry
 	FyNote	   *notes;			/* changes of the open transaction, reported at commit */
 	FyNote	  **notes_tail;
 	int			in_tx;			/* nesting of fy_begin */
+	bool		relaxed;		/* the transaction's commit does not wait for the disk */
 	int			tx_aborts;		/* transactions rolled back so far */
 	ferry_status last_status;	/* last status reported to status_fn */
 	bool		have_status;	/* last_status is set */
@@ -219,6 +220,7 @@ int			fy_err(ferry *db, int rc, const char *fmt, ...) FY_PRINTF(3, 4);
 int			fy_sqlerr(ferry *db, const char *what);
 int			fy_finish(ferry *db, int rc, char **errmsg);
 int			fy_begin(ferry *db);
+int			fy_begin_relaxed(ferry *db);
 int			fy_commit(ferry *db);
 void		fy_rollback(ferry *db);
 int			fy_exec(ferry *db, const char *sql);

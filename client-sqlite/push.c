@@ -131,7 +131,7 @@ fy_queue_take(ferry *db, int limit, bool any_table, char ***ids_out, char ***jso
 	if (n > 0)
 	{
 		sqlite3_stmt *up = NULL;
-		bool		okay = fy_begin(db) == FERRY_OK &&
+		bool		okay = fy_begin_relaxed(db) == FERRY_OK &&
 			sqlite3_prepare_v2(db->db, "UPDATE ferry_queue SET status = 'inflight' WHERE id = ?", -1, &up, NULL) == SQLITE_OK;
 
 		for (int i = 0; okay && i < n; i++)

@@ -410,7 +410,7 @@ connection_lost(ferry *db, const char *why)
 
 /*
  * Applies every complete frame, all in one SQLite transaction: a burst of change batches
- * and results costs one commit (one fsync), not one each. Each frame's own transaction
+ * and results costs one commit (relaxed: see fy_begin_relaxed), not one each. Each frame's own transaction
  * nests in it, so rows still go with their offsets. If anything was rolled back on the
  * way, the file and the engine's memory may disagree: the engine reloads from the file
  * and reconnects (every shape resumes from the offset in the file). Returns FERRY_OK or
@@ -441,7 +441,7 @@ handle_frames(ferry *db)
 		}
 		sy->last_recv = fy_mono_ms();
 		if (!group)
-			group = fy_begin(db) == FERRY_OK;
+			group = fy_begin_relaxed(db) == FERRY_OK;
 		if ((rc = fy_sync_handle_frame(db, data, len)) != FERRY_OK || db->tx_aborts != aborts)
 		{
 			snprintf(err, sizeof(err), "%.500s", db->errmsg);
