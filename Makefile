@@ -164,11 +164,29 @@ ifneq ($(HAVE_CLIENT),)
 endif
 # ---- end of client (libferry) -------------------------------------------------------
 
+# ---- offline QA harness (test/qa) ---------------------------------------------------
+# test/qa/netproxy.c is the fault-injecting proxy, built as build/test/qa/netproxy; every
+# other test/qa/<name>.c is a scenario program build/test/qa/<name>.t, linked like the
+# client's end-to-end tests (libferry.a, libpq).
+QA_TEST_SRCS = $(filter-out test/qa/netproxy.c,$(wildcard test/qa/*.c))
+QA_TEST_BINS = $(patsubst test/qa/%.c,build/test/qa/%.t,$(QA_TEST_SRCS))
+QA_BINS = $(if $(wildcard test/qa/netproxy.c),build/test/qa/netproxy) $(QA_TEST_BINS)
+
+build/test/qa/netproxy: test/qa/netproxy.c
+	@mkdir -p $(@D)
+	$(CC) $(WARNINGS) -std=gnu11 -O2 -g $(EXTRA_CFLAGS) -o $@ $<
+
+build/test/qa/%.t: test/qa/%.c build/client/libferry.a test/tap.h $(wildcard test/qa/*.h) \
+		$(wildcard test/client/*.h) $(CL_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -DFERRY_BUILDING_LIBRARY -fvisibility=hidden -fPIC,$(CL_CFLAGS)) -Itest -Itest/client \
+		-I$(PG_INCLUDEDIR) -o $@ $< build/client/libferry.a $(CL_LDLIBS) -lpq
+
 # One program per test/extension/*.c, built as build/test/extension/<name>.t.
 EXT_TEST_SRCS = $(wildcard test/extension/*.c)
 EXT_TEST_BINS = $(patsubst test/extension/%.c,build/test/extension/%.t,$(EXT_TEST_SRCS))
 
-.PHONY: all extension gateway client install-client fuzz tests deps install test test-sanitize run run-stop run-clean bench clean
+.PHONY: all extension gateway client install-client fuzz tests deps install test test-full test-sanitize run run-stop run-clean bench clean
 
 all: extension gateway client tests fuzz
 
@@ -177,7 +195,7 @@ ifneq ($(HAVE_EXTENSION),)
 	$(EXT_MAKE)
 endif
 
-tests: $(EXT_TEST_BINS) $(GW_TEST_BINS) $(CL_TEST_BINS)
+tests: $(EXT_TEST_BINS) $(GW_TEST_BINS) $(CL_TEST_BINS) $(QA_BINS)
 
 build/test/extension/%.t: test/extension/%.c test/tap.h $(wildcard test/extension/*.h)
 	@mkdir -p $(@D)
@@ -193,6 +211,10 @@ endif
 
 test:
 	test/run.sh
+
+# Every suite, with the long offline QA scenarios (test/qa: all eleven, longer runs).
+test-full:
+	FERRY_QA_FULL=1 test/run.sh
 
 # Rebuilds everything with sanitizers, runs the suites, and rebuilds without them, so that
 # the installed extension is the ordinary one again whatever the outcome.

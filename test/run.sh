@@ -16,6 +16,7 @@
 #   FERRY_TEST_VERBOSE=1     print every TAP line (prove -v)
 #   FERRY_TEST_KEEP=1        leave the cluster running at the end and print how to reach it
 #   FERRY_PG_FAST            fsync = off in the test cluster; default 1 for tests, 0 for --bench
+#   FERRY_QA_FULL=1          the qa suite runs every scenario, longer (make test-full)
 #
 # What a suite sees: PGHOST, PGPORT, PGUSER=postgres, PGDATABASE=ferry_test,
 # FERRY_DATABASE_URL (conninfo of ferry_test), FERRY_ROOT (the repository),
@@ -35,7 +36,7 @@ export PATH="${FERRY_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 # when it failed. To add one (the gateway's unit tests, the client's, the scenario
 # tests), write its function and add its name to SUITES, in the order they should run.
 
-SUITES=(pgtap extension gateway fuzz client)
+SUITES=(pgtap extension gateway fuzz client qa)
 
 verbose=()
 [ "${FERRY_TEST_VERBOSE:-0}" = 1 ] && verbose=(--verbose)
@@ -76,6 +77,44 @@ suite_gateway() {
 # SQLite files) and its end-to-end tests (a real ferryd and `ferry` CLI processes as devices).
 suite_client() {
   prove_c_tests test/client
+}
+
+# suite_qa: the offline QA harness (test/qa, docs/testing.md): netproxy's self-test, then the
+# scenario programs test/qa/s<NN>_<name>.c with real Postgres, ferryd, proxies and `ferry`
+# processes. By default scenarios 1-3 and a short randomized run (11); with FERRY_QA_FULL=1
+# (make test-full) all of them, longer. FERRY_QA_ONLY="s04 s11" picks programs by prefix;
+# FERRY_QA_SEED=N replays a seed. Ends with a table per scenario.
+suite_qa() {
+  local report="$logs/qa-report.txt" bins=() src name rc=0
+  local default=(s01 s02 s03 s11)
+  rm -f "$report"
+  export FERRY_QA_REPORT="$root/$report"
+  [ -e build/test/qa/proxy_test.t ] || return 77
+  bins+=(build/test/qa/proxy_test.t)
+  for src in test/qa/s[0-9]*.c; do
+    [ -e "$src" ] || continue
+    name=$(basename "$src" .c)
+    if [ -n "${FERRY_QA_ONLY:-}" ]; then
+      [[ " $FERRY_QA_ONLY " == *" ${name%%_*} "* ]] || continue
+    elif [ "${FERRY_QA_FULL:-0}" != 1 ]; then
+      [[ " ${default[*]} " == *" ${name%%_*} "* ]] || continue
+    fi
+    bins+=("build/test/qa/$name.t")
+  done
+  prove --exec '' --failures "${verbose[@]}" "${bins[@]}" || rc=$?
+  qa_table "$report"
+  return $rc
+}
+
+# qa_table prints the scenarios' result lines (number|name|result|sent|confirmed|dups|lost|ms|seed).
+qa_table() {
+  [ -s "$1" ] || { echo "qa: no scenario reported a result"; return 0; }
+  printf '\n%-4s %-28s %-6s %8s %10s %11s %6s %8s  %s\n' '#' scenario result sent confirmed duplicates lost time seed
+  sort -t'|' -k1,1n "$1" | while IFS='|' read -r num name res sent conf dups lost ms seed; do
+    [ "$seed" = 0 ] && seed=''
+    printf '%-4s %-28s %-6s %8s %10s %11s %6s %7.1fs  %s\n' "$num" "$name" "$res" "$sent" "$conf" "$dups" "$lost" \
+      "$(echo "$ms" | awk '{print $1 / 1000}')" "$seed"
+  done
 }
 
 # suite_fuzz: each libFuzzer target build/fuzz/<name> (from test/fuzz/<name>.c) runs for
