@@ -141,6 +141,7 @@ typedef struct FySync
 	int64_t		refresh_at;		/* ask for a new token again at this time; 0 none */
 	bool		closing;		/* a fatal Error arrived: the server closes next */
 	int64_t		data_version;	/* PRAGMA data_version at the last look (other processes' writes) */
+	int64_t		data_version_at;	/* when that look was (fy_mono_ms) */
 	char		last_error[512];	/* for the status */
 	char		last_error_mutation[64];	/* its mutation, "" none */
 } FySync;
@@ -167,6 +168,10 @@ typedef enum FyStmt
 	FY_Q_ENTRY_GET,				/* one queue entry by id (outcome.c) */
 	FY_Q_ENTRY_DELETE,			/* remove a queue entry by id (outcome.c) */
 	FY_Q_CONFLICT_DELETE,		/* remove a conflict record by mutation id (outcome.c) */
+	FY_Q_DATA_VERSION,			/* PRAGMA data_version (sync.c) */
+	FY_Q_PARTIAL_ADD,			/* keep a part of a split transaction (recv.c) */
+	FY_Q_PARTIAL_GET,			/* the parts kept for a table, in order (recv.c) */
+	FY_Q_PARTIAL_CLEAR,			/* forget a table's parts (recv.c, rows.c) */
 	FY_Q__COUNT
 } FyStmt;
 
@@ -274,6 +279,8 @@ int			fy_base_ensure(ferry *db, FyShape *s, const char *row_key);
 int			fy_base_update(ferry *db, FyShape *s, const char *row_key, const json_t *row, int64_t version,
 						   bool deleted);
 int			fy_rows_drop(ferry *db, FyShape *s);
+int			fy_rows_stage(ferry *db, FyShape *s, const Ferry__V1__Change *ch);
+int			fy_rows_apply_staged(ferry *db, FyShape *s);
 int			fy_rows_refetch_done(ferry *db, FyShape *s);
 
 /* ---- write.c ----------------------------------------------------------------------- */

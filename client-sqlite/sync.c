@@ -360,18 +360,28 @@ send_heartbeat(ferry *db)
 
 /* ---- the step ---------------------------------------------------------------------- */
 
-/* Notices another process's writes: new mutations to send, new shapes. */
+/*
+ * Notices another process's writes: new mutations to send, new shapes. Looks at most
+ * every OTHER_WRITERS_MS: each look is a read transaction (file locks), and a step runs
+ * for every burst the server sends.
+ */
+#define OTHER_WRITERS_MS 20
+
 static void
 check_other_writers(ferry *db)
 {
 	sqlite3_stmt *st;
 	int64_t		v = 0;
+	int64_t		now = fy_mono_ms();
 
-	if (sqlite3_prepare_v2(db->db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
+	if (now - db->sync.data_version_at < OTHER_WRITERS_MS && now >= db->sync.data_version_at)
+		return;
+	db->sync.data_version_at = now;
+	if ((st = fy_cached(db, FY_Q_DATA_VERSION, "PRAGMA data_version")) == NULL)
 		return;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (v == db->sync.data_version)
 		return;
 	db->sync.data_version = v;
@@ -608,7 +618,8 @@ ferry_sync_timeout_ms(ferry *db)
 
 		if (hb < wait)
 			wait = hb;
-		if (sy->next_send_at != INT64_MAX && sy->next_send_at - wall < wait)
+		/* with every in-flight slot taken, the next result (a socket event) comes first */
+		if (sy->next_send_at != INT64_MAX && sy->ninflight < db->max_inflight && sy->next_send_at - wall < wait)
 			wait = sy->next_send_at - wall;
 		for (int i = 0; i < db->nshapes; i++)
 			if (!db->shapes[i]->sent && db->shapes[i]->error == NULL && db->shapes[i]->retry_at - now < wait)
