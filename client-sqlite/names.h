@@ -50,6 +50,11 @@
  *                  row; `deleted` when the server deleted it (or it left the shape), the
  *                  last values kept; `stale` while a refetch has not re-sent it.
  * ferry_conflicts  one per queue entry in status conflict, side by side.
+ * ferry_partial    the parts received so far of a transaction the server split over
+ *                  several batches (ChangeBatch.partial), each Change as its protobuf
+ *                  encoding, in order; applied with the last part, so the mirror only ever
+ *                  shows whole transactions. Kept with the offset of the last part, so
+ *                  a restart resumes inside the transaction without losing its first parts.
  */
 #define FY_SCHEMA_SQL \
 	"CREATE TABLE IF NOT EXISTS ferry_meta (\n" \
@@ -108,6 +113,12 @@
 	"  base TEXT NOT NULL,\n" \
 	"  applied TEXT NOT NULL DEFAULT '[]',\n" \
 	"  created_at INTEGER NOT NULL\n" \
+	") WITHOUT ROWID;\n" \
+	"CREATE TABLE IF NOT EXISTS ferry_partial (\n" \
+	"  tbl TEXT NOT NULL,\n" \
+	"  seq INTEGER NOT NULL,\n" \
+	"  change BLOB NOT NULL,\n" \
+	"  PRIMARY KEY (tbl, seq)\n" \
 	") WITHOUT ROWID;\n"
 
 #endif

@@ -3,7 +3,8 @@
  *
  * One handler per ServerMessage: Welcome (the user check, schema versions, then the
  * Subscribes), Subscribed (the mirror's columns; a fresh start drops old rows),
- * ChangeBatch (rows and offset in one transaction), UpToDate (ends a refetch; "synced"),
+ * ChangeBatch (rows and offset in one transaction; the parts of a split transaction are
+ * kept in ferry_partial and applied with its last part), UpToDate (ends a refetch; "synced"),
  * MustRefetch, MutationResults (one transaction per frame, outcome.c per result), Error
  * (fatal ones close; a subscription's own are retried or kept as the shape's error),
  * Pong, Unsubscribed, TokenExpiring and TokenRefreshed. fy_sync_handle_frame decodes a
@@ -188,8 +189,18 @@ on_changes(ferry *db, Ferry__V1__ChangeBatch *m)
 		return FERRY_OK;
 	if ((rc = fy_begin(db)) != FERRY_OK)
 		return rc;
-	for (size_t i = 0; i < m->n_changes && rc == FERRY_OK; i++)
-		rc = fy_rows_apply_change(db, s, m->changes[i]);
+	if (m->partial)
+	{
+		/* the transaction goes on: keep its changes until the last part */
+		for (size_t i = 0; i < m->n_changes && rc == FERRY_OK; i++)
+			rc = fy_rows_stage(db, s, m->changes[i]);
+	}
+	else
+	{
+		rc = fy_rows_apply_staged(db, s);
+		for (size_t i = 0; i < m->n_changes && rc == FERRY_OK; i++)
+			rc = fy_rows_apply_change(db, s, m->changes[i]);
+	}
 	if (rc == FERRY_OK && m->offset != NULL && m->offset[0])
 	{
 		free(s->offset);

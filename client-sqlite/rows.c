@@ -26,6 +26,8 @@
 #define BASE_GET_SQL "SELECT row, version, deleted FROM ferry_base WHERE tbl = ? AND row_key = ?"
 #define QUEUE_ROW_SQL "SELECT op, changes FROM ferry_queue WHERE tbl = ? AND row_key = ? ORDER BY seq"
 
+static int	clear_staged(ferry *db, FyShape *s);
+
 /* Binds the key columns of row_key (a JSON array) from parameter `first` on. */
 static int
 bind_key(ferry *db, sqlite3_stmt *st, int first, const FyShape *s, const char *row_key)
@@ -557,6 +559,8 @@ fy_rows_drop(ferry *db, FyShape *s)
 		rc = refresh_all(db, s, FERRY_ORIGIN_SERVER);
 	if (rc != FERRY_OK)
 		return rc;
+	if ((rc = clear_staged(db, s)) != FERRY_OK)
+		return rc;
 	free(s->handle);
 	free(s->offset);
 	s->handle = fy_strdup("");
@@ -564,6 +568,89 @@ fy_rows_drop(ferry *db, FyShape *s)
 	s->refetch = true;
 	s->up_to_date = false;
 	return fy_shape_save_position(db, s);
+}
+
+/* ---- split transactions ------------------------------------------------------------ */
+
+/* Forgets the parts kept of a split transaction of s (the shape starts over). */
+static int
+clear_staged(ferry *db, FyShape *s)
+{
+	sqlite3_stmt *st = fy_cached(db, FY_Q_PARTIAL_CLEAR, "DELETE FROM ferry_partial WHERE tbl = ?");
+	int			rc;
+
+	if (st == NULL)
+		return FERRY_DB;
+	sqlite3_bind_text(st, 1, s->tbl, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot clear ferry_partial");
+	sqlite3_reset(st);
+	return rc;
+}
+
+/*
+ * fy_rows_stage keeps one change of a transaction that goes on in the next batch, after
+ * the ones kept before it; fy_rows_apply_staged applies them with the last part.
+ */
+int
+fy_rows_stage(ferry *db, FyShape *s, const Ferry__V1__Change *ch)
+{
+	size_t		len = ferry__v1__change__get_packed_size(ch);
+	uint8_t    *buf = malloc(len ? len : 1);
+	sqlite3_stmt *st;
+	int			rc;
+
+	if (buf == NULL)
+		return fy_err(db, FERRY_NOMEM, "out of memory");
+	ferry__v1__change__pack(ch, buf);
+	st = fy_cached(db, FY_Q_PARTIAL_ADD,
+				   "INSERT INTO ferry_partial (tbl, seq, change) "
+				   "SELECT ?1, coalesce(max(seq), 0) + 1, ?2 FROM ferry_partial WHERE tbl = ?1");
+	if (st == NULL)
+	{
+		free(buf);
+		return FERRY_DB;
+	}
+	sqlite3_bind_text(st, 1, s->tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, buf, (int) len, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot write ferry_partial");
+	sqlite3_reset(st);
+	free(buf);
+	return rc;
+}
+
+/*
+ * Applies the kept parts of s's split transaction in order and forgets them; a no-op when
+ * none are kept (a transaction that fit in one batch). Runs in the caller's transaction.
+ */
+int
+fy_rows_apply_staged(ferry *db, FyShape *s)
+{
+	sqlite3_stmt *st = fy_cached(db, FY_Q_PARTIAL_GET, "SELECT change FROM ferry_partial WHERE tbl = ? ORDER BY seq");
+	int			rc = FERRY_OK;
+	int			step;
+	int			n = 0;
+
+	if (st == NULL)
+		return FERRY_DB;
+	sqlite3_bind_text(st, 1, s->tbl, -1, SQLITE_STATIC);
+	while (rc == FERRY_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		Ferry__V1__Change *ch = ferry__v1__change__unpack(NULL, (size_t) sqlite3_column_bytes(st, 0),
+														  sqlite3_column_blob(st, 0));
+
+		n++;
+		if (ch == NULL)
+			rc = fy_err(db, FERRY_PROTOCOL, "a kept part of a transaction of %s cannot be read", s->tbl);
+		else
+			rc = fy_rows_apply_change(db, s, ch);
+		ferry__v1__change__free_unpacked(ch, NULL);
+	}
+	if (rc == FERRY_OK && step != SQLITE_DONE)
+		rc = fy_sqlerr(db, "cannot read ferry_partial");
+	sqlite3_reset(st);
+	if (rc == FERRY_OK && n > 0)
+		rc = clear_staged(db, s);
+	return rc;
 }
 
 /*

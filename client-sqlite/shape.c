@@ -630,6 +630,7 @@ ferry_unsubscribe(ferry *db, const char *table, int flags, char **errmsg)
 		"DELETE FROM ferry_queue WHERE tbl = ?",
 		"DELETE FROM ferry_base WHERE tbl = ?",
 		"DELETE FROM ferry_conflicts WHERE tbl = ?",
+		"DELETE FROM ferry_partial WHERE tbl = ?",
 		"DELETE FROM ferry_shapes WHERE tbl = ?",
 	};
 

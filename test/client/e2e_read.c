@@ -185,6 +185,37 @@ main(void)
 	is_dev(&b, ROWS, "1:one!,3:edited offline,4:four,5:from a second process,6:created offline",
 		   "and sees A's writes");
 
+	/* ---- a transaction too large for one frame arrives split, and shows whole ---- */
+	watch = dev_watch(&b);
+	usleep(300000);
+	sql("INSERT INTO cl_notes (id, ws, body) SELECT g, 'ws-a', repeat('x', 400) FROM generate_series(1000, 2999) g");
+	{
+		long long	deadline = now_ms() + 30000;
+		int			seen = 0,
+					torn = -1,
+					samples = 0;
+
+		while (seen != 2000 && now_ms() < deadline)
+		{
+			char	   *got = dev_q(&b, "SELECT count(*) FROM cl_notes WHERE id >= 1000");
+
+			seen = atoi(got);
+			free(got);
+			samples++;
+			if (seen != 0 && seen != 2000)
+				torn = seen;
+		}
+		is_int(seen, 2000, "a 2000-row transaction of ~800 kB (split over several batches) reaches B while it watches");
+		is_int(torn, -1, "and B never showed part of it (%d looks)", samples);
+	}
+	is_dev(&b, "SELECT count(*) FROM ferry_partial", "0", "no part is left over");
+	sql("DELETE FROM cl_notes WHERE id >= 1000");
+	ok(dev_wait(&b, "SELECT count(*) FROM cl_notes WHERE id >= 1000", "0", 30000), "their deletion reaches B");
+	kill(watch, SIGTERM);
+	waitpid(watch, &status, 0);
+	is_int(dev_sync(&a, 30), 0, "A syncs both");
+	is_dev(&a, "SELECT count(*) FROM cl_notes WHERE id >= 1000", "0", "and holds none of them");
+
 	/* ---- resume: a reconnect continues from the stored offset ---- */
 	{
 		ferry	   *h = NULL;

@@ -118,7 +118,7 @@ srv_subscribed(ferry *db, uint32_t id, const char *table, const char *handle, in
 }
 
 static inline int
-srv_batch(ferry *db, uint32_t id, const char *offset, const Chg *chg, int nchg)
+srv_batch_part(ferry *db, uint32_t id, const char *offset, const Chg *chg, int nchg, bool partial)
 {
 	Ferry__V1__ServerMessage m = FERRY__V1__SERVER_MESSAGE__INIT;
 	Ferry__V1__ChangeBatch b = FERRY__V1__CHANGE_BATCH__INIT;
@@ -159,12 +159,20 @@ srv_batch(ferry *db, uint32_t id, const char *offset, const Chg *chg, int nchg)
 	b.offset = (char *) offset;
 	b.n_changes = (size_t) nchg;
 	b.changes = cp;
+	b.partial = partial;
 	m.msg_case = FERRY__V1__SERVER_MESSAGE__MSG_CHANGES;
 	m.changes = &b;
 	rc = srv_send(db, &m);
 	for (int i = 0; i < nchg; i++)
 		free(copies[i]);
 	return rc;
+}
+
+/* One whole transaction's batch. */
+static inline int
+srv_batch(ferry *db, uint32_t id, const char *offset, const Chg *chg, int nchg)
+{
+	return srv_batch_part(db, id, offset, chg, nchg, false);
 }
 
 static inline int

@@ -97,8 +97,8 @@ test_open(void)
 	is_int(strlen(id), 36, "it gets a client id (a uuid)");
 	is_q(db, "PRAGMA journal_mode", "wal", "the file is in WAL mode");
 	is_q(db, "PRAGMA synchronous", "2", "with synchronous = FULL");
-	is_q(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ferry\\_%' ESCAPE '\\' AND type = 'table'", "5",
-		 "five ferry_* tables");
+	is_q(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ferry\\_%' ESCAPE '\\' AND type = 'table'", "6",
+		 "six ferry_* tables");
 	ferry_close(db);
 	ok(ferry_open(path("open.db"), &db, &err) == FERRY_OK && strcmp(ferry_client_id(db), id) == 0,
 	   "reopening keeps the client id");
@@ -552,6 +552,41 @@ test_refetch(void)
 	ferry_close(db);
 }
 
+/* A transaction split over several batches shows whole or not at all, across a restart. */
+static void
+test_split_transaction(void)
+{
+	ferry	   *db = fresh("split.db");
+	char	   *err = NULL;
+	Chg			part1[] = {{INS, 1, "3|ws-a|three|f|{}|0|\\N"}, {UPD, 2, "1|ws-a|one, edited|f|{}|0|\\N"}};
+	Chg			part2[] = {{DEL, 4, "2"}};
+	Chg			part3[] = {{INS, 1, "4|ws-a|four|f|{}|0|\\N"}};
+
+	is_int(srv_batch_part(db, 1, "200_2", part1, 2, true), FERRY_OK, "the first part of a split transaction is taken");
+	is_q(db, "SELECT group_concat(id || ':' || title) FROM todos", "1:one,2:two",
+		 "its changes are not shown before the transaction is whole");
+	is_q(db, "SELECT count(*) || ' ' || (SELECT offset FROM ferry_shapes) FROM ferry_partial", "2 200_2",
+		 "they are kept, with the part's offset");
+	ferry_close(db);
+	db = NULL;
+	if (ferry_open(path("split.db"), &db, &err) != FERRY_OK)
+		bail_out("cannot reopen: %s", err);
+	srv_welcome(db, 1, 1, "u1");
+	srv_subscribed(db, 1, "public.todos", "h1", 1, COLS);
+	is_q(db, "SELECT count(*) FROM ferry_partial", "2", "a restart keeps the parts (the stream resumes inside the transaction)");
+	is_int(srv_batch_part(db, 1, "200_3", part2, 1, true), FERRY_OK, "a second part");
+	is_q(db, "SELECT group_concat(id) FROM todos", "1,2", "still nothing shown");
+	is_int(srv_batch(db, 1, "200_4", part3, 1), FERRY_OK, "the last part");
+	is_q(db, "SELECT group_concat(id || ':' || title) FROM todos", "1:one, edited,3:three,4:four",
+		 "the whole transaction is applied at once, in order");
+	is_q(db, "SELECT count(*) || ' ' || (SELECT offset FROM ferry_shapes) FROM ferry_partial", "0 200_4",
+		 "the parts are gone and the offset is the last part's");
+	srv_batch_part(db, 1, "300_1", part1, 1, true);
+	srv_must_refetch(db, 1);
+	is_q(db, "SELECT count(*) FROM ferry_partial", "0", "a refetch forgets the parts of an unfinished transaction");
+	ferry_close(db);
+}
+
 static void
 test_schema(void)
 {
@@ -766,6 +801,7 @@ main(void)
 	test_retry();
 	test_conflicts();
 	test_refetch();
+	test_split_transaction();
 	test_schema();
 	test_clock();
 	test_logout_callbacks();
