@@ -382,16 +382,14 @@ fy_meta_set(ferry *db, const char *key, const char *value)
 	sqlite3_stmt *st;
 	int			rc;
 
-	if (sqlite3_prepare_v2(db->db, "INSERT INTO ferry_meta (key, value) VALUES (?, ?) "
-						   "ON CONFLICT (key) DO UPDATE SET value = excluded.value", -1, &st, NULL) != SQLITE_OK)
-		return fy_sqlerr(db, "cannot write ferry_meta");
+	if ((st = fy_cached(db, FY_Q_META_SET, "INSERT INTO ferry_meta (key, value) VALUES (?, ?) "
+						"ON CONFLICT (key) DO UPDATE SET value = excluded.value")) == NULL)
+		return FERRY_DB;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fy_sqlerr(db, "cannot write ferry_meta");
-	return FERRY_OK;
+	rc = sqlite3_step(st) == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot write ferry_meta");
+	sqlite3_reset(st);
+	return rc;
 }
 
 int

@@ -172,6 +172,9 @@ typedef enum FyStmt
 	FY_Q_PARTIAL_ADD,			/* keep a part of a split transaction (recv.c) */
 	FY_Q_PARTIAL_GET,			/* the parts kept for a table, in order (recv.c) */
 	FY_Q_PARTIAL_CLEAR,			/* forget a table's parts (recv.c, rows.c) */
+	FY_Q_BASE_INSERT,			/* a new merge base (rows.c) */
+	FY_Q_QUEUE_INSERT,			/* append to the queue (write.c) */
+	FY_Q_META_SET,				/* set a ferry_meta value (db.c) */
 	FY_Q__COUNT
 } FyStmt;
 

@@ -217,11 +217,11 @@ fy_base_ensure(ferry *db, FyShape *s, const char *row_key)
 		return fy_err(db, FERRY_NOMEM, "out of memory");
 	}
 	json_decref(row);
-	if (sqlite3_prepare_v2(db->db, "INSERT INTO ferry_base (tbl, row_key, row, version) VALUES (?, ?, ?, ?)", -1,
-						   &st, NULL) != SQLITE_OK)
+	if ((st = fy_cached(db, FY_Q_BASE_INSERT,
+						"INSERT INTO ferry_base (tbl, row_key, row, version) VALUES (?, ?, ?, ?)")) == NULL)
 	{
 		free(text);
-		return fy_sqlerr(db, "cannot write ferry_base");
+		return FERRY_DB;
 	}
 	sqlite3_bind_text(st, 1, s->tbl, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, row_key, -1, SQLITE_STATIC);
@@ -230,9 +230,10 @@ fy_base_ensure(ferry *db, FyShape *s, const char *row_key)
 	if (version > 0)
 		sqlite3_bind_int64(st, 4, version);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
 	free(text);
-	return rc == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot write ferry_base");
+	rc = rc == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot write ferry_base");
+	sqlite3_reset(st);
+	return rc;
 }
 
 /*

@@ -193,11 +193,12 @@ enqueue(ferry *db, FyShape *s, const char *row_key, const char *op, const json_t
 	}
 	fy_uuid7(id);
 	fy_hlc_next(db, clock, sizeof(clock));
-	if (sqlite3_prepare_v2(db->db, "INSERT INTO ferry_queue (id, tbl, row_key, op, changes, base_version, clock, "
-						   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
+	if ((st = fy_cached(db, FY_Q_QUEUE_INSERT,
+						"INSERT INTO ferry_queue (id, tbl, row_key, op, changes, base_version, clock, "
+						"created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")) == NULL)
 	{
 		free(ctext);
-		return fy_sqlerr(db, "cannot append to the queue");
+		return FERRY_DB;
 	}
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, s->tbl, -1, SQLITE_STATIC);
@@ -209,10 +210,11 @@ enqueue(ferry *db, FyShape *s, const char *row_key, const char *op, const json_t
 	sqlite3_bind_text(st, 7, clock, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, fy_now_ms());
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
 	free(ctext);
-	if (rc != SQLITE_DONE)
-		return fy_sqlerr(db, "cannot append to the queue");
+	rc = rc == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot append to the queue");
+	sqlite3_reset(st);
+	if (rc != FERRY_OK)
+		return rc;
 	if ((rc = fy_meta_set(db, FY_META_HLC, clock)) != FERRY_OK)
 		return rc;
 	db->hlc_dirty = false;
