@@ -18,6 +18,7 @@
 #ifndef FERRY_TEST_QA_H
 #define FERRY_TEST_QA_H
 
+#include <sys/prctl.h>
 #include <sys/un.h>
 
 #include "client/e2e_harness.h"
@@ -85,6 +86,7 @@ np_start(const char *target)
 					a3[200],
 					log[128];
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* no proxy outlives a crashed test */
 		snprintf(log, sizeof(log), "%s/log", np->dir);
 		if (freopen(log, "a", stderr) == NULL)
 			_exit(126);
@@ -276,6 +278,35 @@ sqll(const char *fmt, ...)
 	n = atol(v);
 	free(v);
 	return n;
+}
+
+/* ---- the scenarios' table ---------------------------------------------------------- */
+
+/*
+ * qa_table_create makes a synced table NAME (id int key, tenant column ws) with a column
+ * per conflict rule: title and body lww, status version, note manual, tags set_union,
+ * n counter, made immutable. Dropped first if it exists.
+ */
+static inline void
+qa_table_create(const char *name)
+{
+	sql("DROP TABLE IF EXISTS %s", name);
+	sql("CREATE TABLE %s (id int PRIMARY KEY, ws text NOT NULL, title text, body text, status text, note text, "
+		"tags text[] NOT NULL DEFAULT '{}', n int NOT NULL DEFAULT 0, made text)", name);
+	sql("SELECT ferry.enable_sync('%s', 'ws')", name);
+	sql("SELECT ferry.set_conflict_rule('%s', 'status', 'version')", name);
+	sql("SELECT ferry.set_conflict_rule('%s', 'note', 'manual')", name);
+	sql("SELECT ferry.set_conflict_rule('%s', 'tags', 'set_union')", name);
+	sql("SELECT ferry.set_conflict_rule('%s', 'n', 'counter')", name);
+	sql("SELECT ferry.set_conflict_rule('%s', 'made', 'immutable')", name);
+}
+
+/* Takes a device's link down: new connections are refused, open ones reset. */
+static inline void
+np_offline(Np *np)
+{
+	np_cmd(np, "refuse on");
+	np_cmd(np, "close");
 }
 
 /* ---- the scenario's result line ----------------------------------------------------- */
