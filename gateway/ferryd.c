@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "gateway.h"
+#include "http.h"
 #include "log.h"
 #include "writes.h"
 
@@ -191,6 +192,10 @@ http_reply(struct lws *wsi, unsigned int status, const char *type, const char *b
 static int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
+	int			rc = user != NULL ? http_api_callback(wsi, reason, user, in, len) : HTTP_NOT_MINE;
+
+	if (rc != HTTP_NOT_MINE)
+		return rc;				/* the HTTP API (http.c) */
 	if (reason == LWS_CALLBACK_HTTP)
 	{
 		const char *uri = in;
@@ -228,7 +233,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		}
 		{
 			static const char msg[] = "not found: ferryd serves /v1/ws (WebSocket, subprotocol ferry.v1), "
-				"/healthz and /metrics\n";
+				"/v1/shape, /v1/mutations, /v1/sync, /healthz and /metrics\n";
 
 			return http_reply(wsi, 404, "text/plain", msg, sizeof(msg) - 1);
 		}
@@ -260,6 +265,7 @@ repl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 			snapshot_collect();
 			writes_collect();
+			http_sync_collect();
 			break;
 		default:
 			break;
@@ -296,6 +302,7 @@ tick(lws_sorted_usec_list_t *sul)
 	}
 	stream_tick(now);
 	session_tick(now);
+	http_tick(now);
 	if (!gw->stopping)
 		lws_sul_schedule(gw->ctx, 0, sul, tick, 100 * LWS_US_PER_MS);
 }
@@ -377,6 +384,7 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
+	protocols[0].per_session_data_size = http_req_size_of();
 	protocols[1].per_session_data_size = session_size_of();
 	memset(&info, 0, sizeof(info));
 	info.port = cfg.listen_port;
@@ -387,6 +395,8 @@ main(int argc, char **argv)
 	info.options &= ~LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
 	info.pt_serv_buf_size = 64 * 1024;
 	info.timeout_secs = 20;
+	/* parked long-polls keep their request headers: one header table each */
+	info.max_http_header_pool2 = 100000;
 	g.ctx = lws_create_context(&info);
 	if (g.ctx == NULL || (g.vhost = lws_get_vhost_by_name(g.ctx, "default")) == NULL)
 	{
@@ -395,7 +405,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	g.port = lws_get_vhost_listen_port(g.vhost);
-	log_info("ferryd", "listening on %s:%d (ws /v1/ws, /healthz, /metrics), data dir %s, slot %s",
+	log_info("ferryd", "listening on %s:%d (ws /v1/ws, http /v1/shape /v1/mutations /v1/sync, /healthz, /metrics), "
+			 "data dir %s, slot %s",
 			 cfg.listen_host, g.port, cfg.data_dir, cfg.slot);
 	if (cfg.port_file != NULL)
 	{
@@ -410,6 +421,7 @@ main(int argc, char **argv)
 
 	if (writes_init(cfg.database_url, cfg.apply_workers, cfg.push_rate, cfg.push_burst, cfg.pull_rate,
 					cfg.pull_burst, err, sizeof(err)) != 0 ||
+		http_sync_init(cfg.database_url, err, sizeof(err)) != 0 ||
 		stream_start(err, sizeof(err)) != 0)
 	{
 		log_error("ferryd", "%s", err);
@@ -431,6 +443,7 @@ main(int argc, char **argv)
 	stream_stop();
 	lws_context_destroy(g.ctx);
 	writes_shutdown();
+	http_sync_shutdown();
 	shape_registry_destroy(&g.shapes);
 	cat_free(g.cat);
 	PQfinish(g.pg);

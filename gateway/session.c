@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "frame.h"
 #include "gateway.h"
+#include "http.h"
 #include "log.h"
 #include "writes.h"
 
@@ -222,6 +223,7 @@ session_shape_invalid(Shape *s)
 
 		send_must_refetch(sub->session, sub, s->invalid_reason ? s->invalid_reason : "the shape is no longer valid");
 	}
+	http_shape_invalid(s);
 }
 
 void
@@ -232,6 +234,7 @@ session_notify_shape(Shape *s)
 		s->subs[i]->has_data = 1;
 		lws_callback_on_writable(s->subs[i]->session->wsi);
 	}
+	http_notify_shape(s);
 }
 
 static void
@@ -823,6 +826,7 @@ session_wake_writers(void)
 {
 	if (writes_unanswered() == 0)
 		return;
+	http_wake_writers();
 	for (Session *ss = gw->sessions; ss != NULL; ss = ss->next)
 		if (writes_pending(ss->writes))
 			lws_callback_on_writable(ss->wsi);
@@ -980,7 +984,7 @@ sweep_shape(Shape *s, void *arg)
 			log_warn("session", "retention of shape %s: %s", s->handle, err);
 	}
 	/* Invalid shapes go once their snapshot (if any) stopped; idle ones after the retention age. */
-	if (s->snapshot_job != NULL || s->nsubs > 0)
+	if (s->snapshot_job != NULL || s->nsubs > 0 || http_shape_waited(s))
 		return;
 	if (s->state == SHAPE_INVALID ||
 		(s->idle_since_us > 0 && sw->now - s->idle_since_us > gw->cfg->retention_age * 1000000LL))

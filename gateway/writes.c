@@ -512,7 +512,13 @@ writes_push(WriteQueue *q, const Ferry__V1__MutationBatch *batch, int64_t now)
 uint32_t
 writes_pull(WriteQueue *q, int64_t now)
 {
-	uint32_t	wait = take_token("pull", q->sub, W.pull_rate, W.pull_burst, now);
+	return writes_pull_user(q->sub, now);
+}
+
+uint32_t
+writes_pull_user(const char *sub, int64_t now)
+{
+	uint32_t	wait = take_token("pull", sub, W.pull_rate, W.pull_burst, now);
 
 	if (wait > 0)
 		gw->metrics.rate_limited++;

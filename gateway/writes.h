@@ -52,6 +52,8 @@ long		writes_unanswered(void);
  * to wait.
  */
 uint32_t	writes_pull(WriteQueue *q, int64_t now_us);
+/* The same for a user without a queue (HTTP requests). */
+uint32_t	writes_pull_user(const char *sub, int64_t now_us);
 
 /* The service thread: collect finished applies, start the next ones, wake sessions. */
 void		writes_collect(void);

@@ -36,7 +36,7 @@ export PATH="${FERRY_PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 # when it failed. To add one (the gateway's unit tests, the client's, the scenario
 # tests), write its function and add its name to SUITES, in the order they should run.
 
-SUITES=(pgtap extension gateway fuzz client qa)
+SUITES=(pgtap extension gateway fuzz client http qa)
 
 verbose=()
 [ "${FERRY_TEST_VERBOSE:-0}" = 1 ] && verbose=(--verbose)
@@ -77,6 +77,12 @@ suite_gateway() {
 # SQLite files) and its end-to-end tests (a real ferryd and `ferry` CLI processes as devices).
 suite_client() {
   prove_c_tests test/client
+}
+
+# suite_http: ferryd's HTTP API (test/http/run.sh): the pinned @electric-sql/client under
+# Node, raw HTTP requests and bad input, nginx's cache in front; 77 without node/npm/registry.
+suite_http() {
+  test/http/run.sh
 }
 
 # suite_qa: the offline QA harness (test/qa, docs/testing.md): netproxy's self-test, then the

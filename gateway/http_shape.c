@@ -1,0 +1,334 @@
+/*
+ * gateway/http_shape.c -- GET /v1/shape: ElectricSQL's HTTP shape API over ferry's shapes and logs.
+ *
+ * A request names a shape (table, where, columns, the token's claims) and an
+ * offset; it is resolved to the same shared shape a WebSocket Subscribe gets,
+ * and answered from the same log: the entries after the offset as change
+ * messages, then an up-to-date control message when the log has no more.
+ * A handle that is not the shape's current one gets 409 with the current
+ * handle (must-refetch). A live request with nothing new is parked on the
+ * shape and handled again when the log is appended to; after
+ * HTTP_LONG_POLL_US it is answered up-to-date. The request is handled from
+ * scratch each time (token, parameters, shape), so a woken request sees a
+ * shape invalidated meanwhile as any new request would.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "gateway.h"
+#include "http.h"
+#include "http_json.h"
+#include "http_params.h"
+#include "log.h"
+
+static int
+status_of(ShapeErr k)
+{
+	return k == SHAPE_ERR_TABLE || k == SHAPE_ERR_COLUMN || k == SHAPE_ERR_WHERE ? 400 : 503;
+}
+
+static const char *
+code_of(ShapeErr k)
+{
+	switch (k)
+	{
+		case SHAPE_ERR_TABLE:
+			return "UNKNOWN_TABLE";
+		case SHAPE_ERR_COLUMN:
+			return "UNKNOWN_COLUMN";
+		case SHAPE_ERR_WHERE:
+			return "BAD_WHERE";
+		default:
+			return "UNAVAILABLE";
+	}
+}
+
+/* The cursor a live answer carries: 20-second intervals, never the one the client sent. */
+static long long
+live_cursor(const char *given)
+{
+	long long	c = (long long) (time(NULL) / 20);
+	long long	g = given != NULL ? strtoll(given, NULL, 10) : 0;
+
+	return c > g ? c : g + 1;
+}
+
+/* 409: the handle is not the shape's (any more); the client starts again from -1 with the new one. */
+static void
+must_refetch(HttpReq *r, const Shape *s)
+{
+	char		hdr[256];
+	static const char body[] = "[{\"headers\":{\"control\":\"must-refetch\"}}]";
+
+	gw->metrics.must_refetch++;
+	snprintf(hdr, sizeof(hdr), "electric-handle: %s\ncache-control: public, max-age=60, must-revalidate\n"
+			 "vary: authorization\n", s->handle);
+	http_respond(r, 409, hdr, body, sizeof(body) - 1);
+}
+
+/*
+ * Answers from the log: the entries after off (up to HTTP_CHUNK_BYTES of
+ * JSON) and up-to-date when the log has no more. Returns 1 when answered, 0
+ * when there was nothing and the request should wait (live), -1 when the
+ * offset is not in the log (the caller answers 409).
+ */
+static int
+answer(HttpReq *r, Shape *s, const HttpParams *p, SlogOffset off, int live)
+{
+	const CatTable *t = cat_table_by_relid(gw->cat, s->relid);
+	SlogCursor *c = NULL;
+	SlogEntry	e;
+	SlogOffset	last = off;
+	Wbuf		b;
+	int			n = 0;
+	int			up_to_date = 0;
+	char		err[256];
+	char		offtxt[SLOG_OFFSET_BUFLEN];
+	char		reqtxt[SLOG_OFFSET_BUFLEN];
+	char		etag[128];
+	char	   *schema = NULL;
+	char	   *hdr;
+	size_t		hcap;
+	int			rc;
+
+	if (t == NULL)
+		return -1;
+	rc = slog_cursor_open(s->log, off, &c, err, sizeof(err));
+	if (rc != SLOG_OK)
+	{
+		if (rc != SLOG_GONE)
+			log_error("http", "shape %s: %s", s->handle, err);
+		return -1;
+	}
+	wbuf_init(&b);
+	wbuf_reserve(&b, LWS_PRE + 4096);
+	memset(b.data, 0, LWS_PRE);
+	b.len = LWS_PRE;
+	wbuf_put(&b, "[", 1);
+	for (;;)
+	{
+		if (b.len >= HTTP_CHUNK_BYTES)
+			break;
+		rc = slog_cursor_next(c, &e, err, sizeof(err));
+		if (rc == SLOG_END)
+		{
+			up_to_date = 1;
+			break;
+		}
+		if (rc != SLOG_OK)
+		{
+			if (rc != SLOG_GONE)
+				log_error("http", "reading shape %s: %s", s->handle, err);
+			slog_cursor_close(c);
+			wbuf_free(&b);
+			return -1;
+		}
+		last.lsn = e.lsn;
+		last.op = e.op;
+		last.start = 0;
+		{
+			size_t		mark = b.len;
+
+			if (n > 0)
+				wbuf_put(&b, ",", 1);
+			if (http_json_change(&b, s, t, e.payload, e.len) != 0)
+			{
+				b.len = mark;	/* not a change this path can show: skipped */
+				continue;
+			}
+		}
+		n++;
+	}
+	slog_cursor_close(c);
+	if (n == 0 && live && up_to_date && r->deadline_us >= 0)
+	{
+		wbuf_free(&b);
+		return 0;
+	}
+	slog_offset_format(last, offtxt);
+	if (up_to_date)
+	{
+		if (n > 0)
+			wbuf_put(&b, ",", 1);
+		wbuf_put(&b, "{\"headers\":{\"control\":\"up-to-date\",\"global_last_seen_lsn\":\"", 59);
+		snprintf(err, sizeof(err), "%llu", (unsigned long long) last.lsn);
+		wbuf_put(&b, err, strlen(err));
+		wbuf_put(&b, "\"}}", 3);
+	}
+	wbuf_put(&b, "]", 1);
+
+	snprintf(etag, sizeof(etag), "\"%s:%s:%s\"", s->handle, slog_offset_format(off, reqtxt), offtxt);
+	if (!live)
+		schema = http_json_schema(s, t);
+	hcap = 1024 + (schema ? strlen(schema) : 0);
+	hdr = malloc(hcap);
+	snprintf(hdr, hcap, "electric-handle: %s\nelectric-offset: %s\n%s%s%s%setag: %s\nvary: authorization\n"
+			 "cache-control: %s\n",
+			 s->handle, offtxt, up_to_date ? "electric-up-to-date: true\n" : "",
+			 schema ? "electric-schema: " : "", schema ? schema : "", schema ? "\n" : "", etag,
+			 live ? "public, max-age=5, stale-while-revalidate=5" : "public, max-age=60, stale-while-revalidate=300");
+	if (live)
+	{
+		size_t		l = strlen(hdr);
+
+		snprintf(hdr + l, hcap - l, "electric-cursor: %lld\n", live_cursor(p->cursor));
+	}
+	free(schema);
+	{
+		char		inm[160];
+
+		if (!live && lws_hdr_copy(r->wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+			strcmp(inm, etag) == 0)
+		{
+			http_respond(r, 304, hdr, "", 0);
+			wbuf_free(&b);
+			free(hdr);
+			return 1;
+		}
+	}
+	http_respond_buf(r, 200, hdr, &b);
+	free(hdr);
+	return 1;
+}
+
+void
+http_shape_handle(HttpReq *r)
+{
+	HttpParams	p;
+	AuthClaims	claims;
+	ShapeRequest sr = {0};
+	ShapeClaims sc = {0};
+	Shape	   *s = NULL;
+	ShapeErr	kind;
+	int			created = 0;
+	char		err[512];
+	char	   *table = NULL;
+	char	   *where = NULL;
+	char	  **cols = NULL;
+	int			ncols = 0;
+	SlogOffset	off = SLOG_OFFSET_START;
+	int			now_offset = 0;
+	int			rc;
+
+	r->kind = HTTP_SHAPE;
+	if (http_read_params(r, &p) != 0)
+		return;
+	if (http_auth(r, &claims) != 0)
+		goto out;
+	if (p.offset == NULL)
+	{
+		http_error(r, 400, "BAD_OFFSET", "the offset parameter is required: -1 for the whole shape, now for "
+				   "changes only, or an offset from electric-offset", NULL);
+		goto out;
+	}
+	if (strcmp(p.offset, "now") == 0)
+		now_offset = 1;
+	else if (slog_offset_parse(p.offset, strlen(p.offset), &off, err, sizeof(err)) != SLOG_OK)
+	{
+		http_error(r, 400, "BAD_OFFSET", err, NULL);
+		goto out;
+	}
+	if (!off.start && !now_offset && (p.handle == NULL || p.handle[0] == '\0'))
+	{
+		http_error(r, 400, "BAD_OFFSET", "an offset other than -1 or now needs the handle of its shape", NULL);
+		goto out;
+	}
+	if (p.live && (p.handle == NULL || p.handle[0] == '\0'))
+	{
+		http_error(r, 400, "BAD_REQUEST", "live=true needs the handle and offset of an earlier answer", NULL);
+		goto out;
+	}
+	if ((table = http_params_table(&p, err, sizeof(err))) == NULL)
+	{
+		http_error(r, 400, "BAD_REQUEST", err, NULL);
+		goto out;
+	}
+	if (http_params_where(&p, &where, err, sizeof(err)) != 0 ||
+		http_params_columns(&p, &cols, &ncols, err, sizeof(err)) != 0)
+	{
+		http_error(r, 400, where == NULL && p.where != NULL ? "BAD_WHERE" : "BAD_REQUEST", err, NULL);
+		goto out;
+	}
+	/* a new read of a whole shape is a pull, as a Subscribe is */
+	if (off.start && !p.live && r->deadline_us == 0 && http_pull_limited(r, claims.sub) != 0)
+		goto out;
+	sr.table = table;
+	sr.where = where;
+	sr.ncolumns = ncols;
+	sr.columns = cols;
+	sc.sub = claims.sub;
+	sc.role = claims.role;
+	sc.ntenants = (int) claims.n_tenants;
+	sc.tenants = claims.tenants;
+	sc.json = claims.json;
+	s = shape_resolve(&gw->shapes, gw->cat, &sr, &sc, &created, &kind, err, sizeof(err));
+	if (s == NULL)
+	{
+		http_error(r, status_of(kind), code_of(kind), err, kind == SHAPE_ERR_STORAGE ? "retry-after: 1\n" : NULL);
+		goto out;
+	}
+	if (created && snapshot_start(s, cat_table_by_relid(gw->cat, s->relid), err, sizeof(err)) != 0)
+	{
+		shape_invalidate(s, err);
+		http_error(r, 503, "UNAVAILABLE", err, "retry-after: 1\n");
+		goto out;
+	}
+	if (s->nsubs == 0)
+		s->idle_since_us = gw_now_us();	/* HTTP readers keep it as long as they come back */
+	if (p.handle != NULL && p.handle[0] != '\0' && strcmp(p.handle, s->handle) != 0)
+	{
+		must_refetch(r, s);
+		goto out;
+	}
+	if (s->state != SHAPE_READY)
+	{
+		if (r->deadline_us < 0)
+		{
+			http_error(r, 503, "UNAVAILABLE", "the shape's initial rows are still being read; try again",
+					   "retry-after: 1\n");
+			goto out;
+		}
+		/* wait for the snapshot */
+		http_park(r, s, r->deadline_us > 0 ? r->deadline_us : gw_now_us() + HTTP_SNAPSHOT_WAIT_US);
+		goto out;
+	}
+	if (now_offset)
+	{
+		SlogStats	st;
+
+		slog_stats(s->log, &st);
+		off = st.durable;
+	}
+	rc = answer(r, s, &p, off, p.live);
+	if (rc == 0)
+		http_park(r, s, r->deadline_us > 0 ? r->deadline_us : gw_now_us() + HTTP_LONG_POLL_US);
+	else if (rc < 0)
+	{
+		if (off.start)
+		{
+			/* the log lost its beginning: new readers need a new shape */
+			shape_invalidate(s, "the shape log no longer has its beginning");
+			session_shape_invalid(s);
+			http_error(r, 503, "UNAVAILABLE", "the shape is being rebuilt; try again", "retry-after: 1\n");
+		}
+		else
+			must_refetch(r, s);
+	}
+out:
+	free(table);
+	free(where);
+	http_params_free_columns(cols, ncols);
+	http_params_free(&p);
+	auth_claims_free(&claims);
+}
+
+void
+http_shape_timeout(HttpReq *r)
+{
+	/* handled once more, marked as timed out: up-to-date with nothing new */
+	r->deadline_us = -1;
+	http_shape_handle(r);
+}
