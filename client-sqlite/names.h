@@ -41,9 +41,11 @@
  *                  `schema` is the Subscribed column list as JSON
  *                  [{"name","type","oid","key","not_null"}]; `refetch` is 1 while the
  *                  rows are being fetched again from "-1" (merge bases are stale).
- * ferry_queue      the mutation queue, FIFO by seq. `row_key` is the row's key as a
- *                  JSON array of text-form values in key-column order. `changes` is
- *                  {"col": {"old": v, "new": v}} in text form ("old" absent in inserts).
+ * ferry_queue      the mutation queue, FIFO by seq (a plain rowid: only the order of
+ *                  the entries present matters, and it costs no sqlite_sequence write).
+ *                  `row_key` is the row's key as a JSON array of text-form values in
+ *                  key-column order. `changes` is {"col": {"old": v, "new": v}} in text
+ *                  form ("old" absent in inserts).
  * ferry_base       the merge base: the server's copy of each row that has mutations in
  *                  the queue (a row here iff the queue has a mutation for it). `row` is
  *                  a JSON object of text-form values, NULL when the server never had the
@@ -75,7 +77,7 @@
 	"  error TEXT\n" \
 	");\n" \
 	"CREATE TABLE IF NOT EXISTS ferry_queue (\n" \
-	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n" \
+	"  seq INTEGER PRIMARY KEY,\n" \
 	"  id TEXT NOT NULL UNIQUE,\n" \
 	"  tbl TEXT NOT NULL,\n" \
 	"  row_key TEXT NOT NULL,\n" \
