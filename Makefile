@@ -101,7 +101,7 @@ fuzz: $(FUZZ_BINS)
 CL_SRCS = $(wildcard client-sqlite/*.c)
 CL_HDRS = $(wildcard client-sqlite/*.h) client-sqlite/include/ferry.h
 CL_OBJS = $(patsubst client-sqlite/%.c,build/client/%.o,$(CL_SRCS)) build/client/ferry.pb-c.o
-CL_PKGS = sqlite3 jansson libprotobuf-c
+CL_PKGS = sqlite3 jansson libprotobuf-c openssl
 CL_CFLAGS = $(WARNINGS) -std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden -DFERRY_BUILDING_LIBRARY \
 	-Iclient-sqlite/include -Iclient-sqlite -Ibuild/proto $(shell pkg-config --cflags $(CL_PKGS) 2>/dev/null) \
 	$(EXTRA_CFLAGS) $(GW_SAN)
@@ -181,6 +181,13 @@ build/test/qa/%.t: test/qa/%.c build/client/libferry.a test/tap.h $(wildcard tes
 	@mkdir -p $(@D)
 	$(CC) $(filter-out -DFERRY_BUILDING_LIBRARY -fvisibility=hidden -fPIC,$(CL_CFLAGS)) -Itest -Itest/client \
 		-I$(PG_INCLUDEDIR) -o $@ $< build/client/libferry.a $(CL_LDLIBS) -lpq
+
+# A scenario test/qa/<name>_wire.c also speaks the protocol by hand (the gateway's test client,
+# test/gateway/ferryd_harness.h), so it links the gateway's modules instead.
+build/test/qa/%_wire.t: test/qa/%_wire.c $(GW_OBJS) test/tap.h $(wildcard test/qa/*.h) $(wildcard test/client/*.h) \
+		$(wildcard test/gateway/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(GW_CFLAGS) -o $@ $< $(GW_OBJS) $(GW_LDLIBS)
 
 # One program per test/extension/*.c, built as build/test/extension/<name>.t.
 EXT_TEST_SRCS = $(wildcard test/extension/*.c)
