@@ -109,13 +109,20 @@ ferry_free(void *p)
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
+/*
+ * fy_now_ms is the library's wall clock (ms since the epoch): clocks of writes, created_at,
+ * retry times, last sync and ages. The environment variable FERRY_CLOCK_OFFSET_MS, when
+ * set, is added to it -- a test hook that lets a test live hours of a device's time in
+ * seconds (test/qa/s09_airplane_hours.c). Monotonic timers (fy_mono_ms) are not shifted.
+ */
 int64_t
 fy_now_ms(void)
 {
 	struct timespec ts;
+	const char *offset = getenv("FERRY_CLOCK_OFFSET_MS");
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + (offset ? strtoll(offset, NULL, 10) : 0);
 }
 
 int64_t
