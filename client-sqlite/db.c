@@ -632,6 +632,7 @@ ferry_close(ferry *db)
 	close_file(db);
 	free(db->path);
 	free(db->url);
+	free(db->ca_file);
 	free(db);
 	return FERRY_OK;
 }
@@ -661,14 +662,11 @@ ferry_set_url(ferry *db, const char *url, char **errmsg)
 {
 	int			rc;
 
-	if (url == NULL || strncmp(url, "ws://", 5) != 0 || url[5] == '\0')
+	if (url == NULL || !((strncmp(url, "ws://", 5) == 0 && url[5] != '\0') ||
+						 (strncmp(url, "wss://", 6) == 0 && url[6] != '\0')))
 	{
-		if (url != NULL && strncmp(url, "wss://", 6) == 0)
-			rc = fy_err(db, FERRY_MISUSE, "wss:// is not supported by libferry %s yet: use ws:// (behind a "
-						"TLS-terminating proxy on the device, or on a trusted network)", FERRY_VERSION);
-		else
-			rc = fy_err(db, FERRY_MISUSE, "the server URL must look like ws://HOST:PORT[/PATH], not \"%s\"",
-						url ? url : "(null)");
+		rc = fy_err(db, FERRY_MISUSE, "the server URL must look like wss://HOST[:PORT][/PATH] or "
+					"ws://HOST[:PORT][/PATH], not \"%s\"", url ? url : "(null)");
 		return fy_finish(db, rc, errmsg);
 	}
 	if ((rc = fy_meta_set(db, FY_META_URL, url)) == FERRY_OK)
@@ -677,6 +675,16 @@ ferry_set_url(ferry *db, const char *url, char **errmsg)
 		db->url = fy_strdup(url);
 	}
 	return fy_finish(db, rc, errmsg);
+}
+
+int
+ferry_set_ca_file(ferry *db, const char *path, char **errmsg)
+{
+	if (path != NULL && access(path, R_OK) != 0)
+		return fy_finish(db, fy_err(db, FERRY_MISUSE, "cannot read the CA file %s: %s", path, strerror(errno)), errmsg);
+	free(db->ca_file);
+	db->ca_file = path ? fy_strdup(path) : NULL;
+	return fy_finish(db, FERRY_OK, errmsg);
 }
 
 int

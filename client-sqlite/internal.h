@@ -188,6 +188,7 @@ struct ferry
 	char		client_id[64];	/* ferry_meta.client_id */
 	char		user_id[257];	/* ferry_meta.user_id, "" unknown */
 	char	   *url;			/* ferry_meta.url, or NULL */
+	char	   *ca_file;		/* CA certificates trusted for wss://, NULL: the system's */
 	int64_t		schema_version; /* ferry_meta.schema_version, 0 none */
 	int64_t		hlc_ms;			/* hybrid logical clock: physical part */
 	int64_t		hlc_n;			/* and counter */

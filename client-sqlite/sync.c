@@ -509,7 +509,7 @@ step(ferry *db)
 			return fy_sync_fatal(db, rc, "%s", db->errmsg);
 		check_other_writers(db);
 		err[0] = '\0';
-		if (fy_ws_connect(db->url, "ferry.v1", MAX_SERVER_MESSAGE, &sy->ws, err, sizeof(err)) != 0)
+		if (fy_ws_connect(db->url, "ferry.v1", MAX_SERVER_MESSAGE, db->ca_file, &sy->ws, err, sizeof(err)) != 0)
 		{
 			fy_sync_close(db, err, true);
 			fy_status_changed(db);

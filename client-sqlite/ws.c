@@ -3,11 +3,14 @@
  *
  * Hand-made rather than libwebsockets' client so that the sync engine can live in the
  * host app's own event loop with one file descriptor and no thread or context of its
- * own. It checks the server's Sec-WebSocket-Accept (SHA-1 below) and subprotocol,
- * reassembles fragmented messages, answers pings, and masks what it sends.
+ * own. It checks the server's Sec-WebSocket-Accept and subprotocol, reassembles
+ * fragmented messages, answers pings, and masks what it sends. wss:// runs the same over
+ * OpenSSL: TLS 1.2 or newer, the server's certificate verified against the system's
+ * trust store (or a CA file the app names) and its name checked against the URL's host.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +21,12 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "internal.h"
 #include "ws.h"
@@ -31,6 +40,15 @@ struct FyWs
 {
 	int			fd;				/* the socket */
 	int			state;			/* FY_WS_* */
+	SSL		   *tls;			/* wss://: the TLS connection over memory BIOs, else NULL */
+	BIO		   *tls_in;			/* bytes from the socket, for OpenSSL to read */
+	BIO		   *tls_out;		/* bytes OpenSSL wrote, for the socket */
+	uint8_t    *raw;			/* wss://: encrypted bytes to send */
+	size_t		raw_off;		/* sent so far */
+	size_t		raw_len;
+	size_t		raw_cap;
+	uint8_t    *raw_in;			/* wss://: a read buffer of WS_READ_CHUNK */
+	char		host[256];		/* the URL's host, for messages */
 	char		accept[32];		/* the Sec-WebSocket-Accept we expect */
 	char	   *subprotocol;	/* the one we asked for */
 	size_t		max_message;	/* largest message accepted */
@@ -50,89 +68,13 @@ struct FyWs
 	bool		eof;			/* the server closed its side; buffered bytes remain */
 };
 
-/* ---- SHA-1 and base64, for Sec-WebSocket-Accept ------------------------------------- */
+/* ---- base64 and SHA-1, for Sec-WebSocket-Accept ------------------------------------- */
 
-#define ROL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
-
-static void
-sha1_block(uint32_t h[5], const uint8_t *p)
-{
-	uint32_t	w[80];
-	uint32_t	a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t) p[4 * i] << 24 | (uint32_t) p[4 * i + 1] << 16 | (uint32_t) p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (int i = 16; i < 80; i++)
-		w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-	for (int i = 0; i < 80; i++)
-	{
-		uint32_t	f,
-					k,
-					t;
-
-		if (i < 20)
-			f = (b & c) | (~b & d), k = 0x5A827999;
-		else if (i < 40)
-			f = b ^ c ^ d, k = 0x6ED9EBA1;
-		else if (i < 60)
-			f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
-		else
-			f = b ^ c ^ d, k = 0xCA62C1D6;
-		t = ROL(a, 5) + f + e + k + w[i];
-		e = d;
-		d = c;
-		c = ROL(b, 30);
-		b = a;
-		a = t;
-	}
-	h[0] += a;
-	h[1] += b;
-	h[2] += c;
-	h[3] += d;
-	h[4] += e;
-}
-
-static void
-sha1(const uint8_t *data, size_t len, uint8_t out[20])
-{
-	uint32_t	h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-	uint8_t		block[64];
-	size_t		i = 0;
-	uint64_t	bits = (uint64_t) len * 8;
-
-	for (; i + 64 <= len; i += 64)
-		sha1_block(h, data + i);
-	memset(block, 0, sizeof(block));
-	memcpy(block, data + i, len - i);
-	block[len - i] = 0x80;
-	if (len - i >= 56)
-	{
-		sha1_block(h, block);
-		memset(block, 0, sizeof(block));
-	}
-	for (int k = 0; k < 8; k++)
-		block[63 - k] = (uint8_t) (bits >> (8 * k));
-	sha1_block(h, block);
-	for (int k = 0; k < 20; k++)
-		out[k] = (uint8_t) (h[k / 4] >> (24 - 8 * (k % 4)));
-}
-
+/* base64 of n bytes into out (room for 4 * ceil(n / 3) + 1). */
 static void
 base64(const uint8_t *in, size_t n, char *out)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t		o = 0;
-
-	for (size_t i = 0; i < n; i += 3)
-	{
-		uint32_t	v = (uint32_t) in[i] << 16 | (i + 1 < n ? (uint32_t) in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-
-		out[o++] = tab[(v >> 18) & 63];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-		out[o++] = i + 2 < n ? tab[v & 63] : '=';
-	}
-	out[o] = '\0';
+	EVP_EncodeBlock((unsigned char *) out, in, (int) n);
 }
 
 /* ---- buffers ----------------------------------------------------------------------- */
@@ -204,13 +146,205 @@ send_frame(FyWs *ws, int opcode, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* ---- TLS (wss://) ------------------------------------------------------------------- */
+
+/*
+ * OpenSSL never touches the socket: it reads from and writes to memory BIOs, and this
+ * file moves the bytes with recv and send(MSG_NOSIGNAL), so a peer that goes away can
+ * never raise SIGPIPE in the host app, and the socket stays under one poll loop.
+ */
+
+/* Puts OpenSSL's last error (or what) in err. */
+static void
+tls_error(const FyWs *ws, const char *what, char *err, size_t errlen)
+{
+	unsigned long e = ERR_get_error();
+	long		v = ws->tls ? SSL_get_verify_result(ws->tls) : X509_V_OK;
+
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
+		snprintf(err, errlen, "%s: the server's certificate was refused: %s (the URL's host, %s, must be one "
+				 "the certificate names)", what, X509_verify_cert_error_string(v), ws->host);
+	else if (v != X509_V_OK)
+		snprintf(err, errlen, "%s: the server's certificate was refused: %s (trust its CA with ferry_set_ca_file, "
+				 "or fix the server's certificate)", what, X509_verify_cert_error_string(v));
+	else if (e != 0)
+	{
+		char		buf[256];
+
+		ERR_error_string_n(e, buf, sizeof(buf));
+		snprintf(err, errlen, "%s: %s%s", what, buf, ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ?
+				 " (does the server speak TLS on this port? use ws:// for a plain one)" : "");
+	}
+	else
+		snprintf(err, errlen, "%s", what);
+	ERR_clear_error();
+}
+
+/* Sets up TLS on ws for host: trust (ca_file, or the system's), its name, TLS >= 1.2. */
+static int
+tls_setup(FyWs *ws, const char *host, const char *ca_file, char *err, size_t errlen)
+{
+	SSL_CTX    *ctx = SSL_CTX_new(TLS_client_method());
+	X509_VERIFY_PARAM *vp;
+	struct in6_addr a6;
+	struct in_addr a4;
+	bool		ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+	int			okay;
+
+	if (ctx == NULL)
+	{
+		tls_error(ws, "cannot set up TLS", err, errlen);
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (ca_file != NULL && ca_file[0])
+		okay = SSL_CTX_load_verify_locations(ctx, ca_file, NULL) == 1;
+	else
+		okay = SSL_CTX_set_default_verify_paths(ctx) == 1;
+	if (!okay)
+	{
+		char		what[512];
+
+		snprintf(what, sizeof(what), "cannot load the trusted certificates%s%s", ca_file ? " from " : "",
+				 ca_file ? ca_file : "");
+		tls_error(ws, what, err, errlen);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	ws->tls = SSL_new(ctx);
+	SSL_CTX_free(ctx);			/* the connection holds its own reference */
+	ws->tls_in = BIO_new(BIO_s_mem());
+	ws->tls_out = BIO_new(BIO_s_mem());
+	ws->raw_in = malloc(WS_READ_CHUNK);
+	if (ws->tls == NULL || ws->tls_in == NULL || ws->tls_out == NULL || ws->raw_in == NULL)
+	{
+		BIO_free(ws->tls_in);
+		BIO_free(ws->tls_out);
+		ws->tls_in = ws->tls_out = NULL;
+		tls_error(ws, "cannot set up TLS", err, errlen);
+		return -1;
+	}
+	SSL_set_bio(ws->tls, ws->tls_in, ws->tls_out);
+	vp = SSL_get0_param(ws->tls);
+	if (ip)
+		okay = X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1;
+	else
+		okay = SSL_set_tlsext_host_name(ws->tls, host) == 1 && X509_VERIFY_PARAM_set1_host(vp, host, 0) == 1;
+	if (!okay)
+	{
+		tls_error(ws, "cannot set up TLS for this host", err, errlen);
+		return -1;
+	}
+	SSL_set_connect_state(ws->tls);
+	return 0;
+}
+
+/* Moves what OpenSSL wrote into the raw send buffer. */
+static int
+tls_collect(FyWs *ws)
+{
+	size_t		n;
+
+	while ((n = BIO_ctrl_pending(ws->tls_out)) > 0)
+	{
+		int			r;
+
+		if (ws->raw_off > 0 && ws->raw_off == ws->raw_len)
+			ws->raw_off = ws->raw_len = 0;
+		if (!grow(&ws->raw, &ws->raw_cap, ws->raw_len + n))
+			return -1;
+		r = BIO_read(ws->tls_out, ws->raw + ws->raw_len, (int) n);
+		if (r <= 0)
+			break;
+		ws->raw_len += (size_t) r;
+	}
+	return 0;
+}
+
+/*
+ * One round of TLS work: the handshake until done, then the plaintext queued in `out`
+ * encrypted, then what arrived decrypted into `in`. Returns 0, or -1 (err says why).
+ */
+static int
+tls_pump(FyWs *ws, char *err, size_t errlen)
+{
+	if (ws->state == FY_WS_TLS)
+	{
+		int			r = SSL_do_handshake(ws->tls);
+
+		if (r == 1)
+			ws->state = FY_WS_HANDSHAKE;
+		else
+		{
+			int			e = SSL_get_error(ws->tls, r);
+
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			{
+				tls_error(ws, "the TLS handshake failed", err, errlen);
+				return -1;
+			}
+		}
+	}
+	if (ws->state != FY_WS_TLS)
+	{
+		while (fy_ws_out_pending(ws) > 0)
+		{
+			size_t		done = 0;
+
+			if (SSL_write_ex(ws->tls, ws->out + ws->out_off, fy_ws_out_pending(ws), &done) != 1)
+			{
+				tls_error(ws, "cannot encrypt", err, errlen);
+				return -1;
+			}
+			ws->out_off += done;
+		}
+		if (ws->out_off == ws->out_len)
+			ws->out_off = ws->out_len = 0;
+		for (;;)
+		{
+			size_t		got = 0;
+			int			r;
+
+			if (!grow(&ws->in, &ws->in_cap, ws->in_len + WS_READ_CHUNK + 1))
+			{
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			r = SSL_read_ex(ws->tls, ws->in + ws->in_len, WS_READ_CHUNK, &got);
+			if (r == 1)
+			{
+				ws->in_len += got;
+				continue;
+			}
+			r = SSL_get_error(ws->tls, r);
+			if (r == SSL_ERROR_ZERO_RETURN)
+				ws->eof = true; /* close_notify: deliver what is buffered */
+			else if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE)
+			{
+				tls_error(ws, "the TLS connection broke", err, errlen);
+				return -1;
+			}
+			break;
+		}
+	}
+	if (tls_collect(ws) != 0)
+	{
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- connecting -------------------------------------------------------------------- */
 
 int
-fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, FyWs **out, char *err, size_t errlen)
+fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, const char *ca_file, FyWs **out,
+			  char *err, size_t errlen)
 {
 	char		host[256];
 	char		port[8] = "80";
+	bool		tls = strncmp(url, "wss://", 6) == 0;
 	const char *path = "/v1/ws";
 	const char *p;
 	const char *hend;
@@ -226,12 +360,14 @@ fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, FyWs
 
 	*out = NULL;
 	err[0] = '\0';
-	if (strncmp(url, "ws://", 5) != 0)
+	if (strncmp(url, "ws://", 5) != 0 && !tls)
 	{
-		snprintf(err, errlen, "unsupported URL \"%s\": only ws://HOST[:PORT][/PATH] is supported", url);
+		snprintf(err, errlen, "unsupported URL \"%s\": only ws:// and wss://HOST[:PORT][/PATH] are supported", url);
 		return -1;
 	}
-	p = url + 5;
+	p = url + (tls ? 6 : 5);
+	if (tls)
+		strcpy(port, "443");
 	if (*p == '[')
 	{
 		hend = strchr(p, ']');
@@ -312,6 +448,12 @@ fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, FyWs
 		return -1;
 	}
 	setsockopt(ws->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	snprintf(ws->host, sizeof(ws->host), "%s", host);
+	if (tls && tls_setup(ws, host, ca_file, err, errlen) != 0)
+	{
+		fy_ws_free(ws, 0);
+		return -1;
+	}
 	ws->max_message = max_message;
 	ws->subprotocol = fy_strdup(subprotocol);
 
@@ -323,7 +465,7 @@ fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, FyWs
 		uint8_t		digest[20];
 
 		snprintf(cat_key, sizeof(cat_key), "%s%s", key, WS_GUID);
-		sha1((const uint8_t *) cat_key, strlen(cat_key), digest);
+		SHA1((const unsigned char *) cat_key, strlen(cat_key), digest);
 		base64(digest, sizeof(digest), ws->accept);
 	}
 	req = fy_sprintf("GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -371,6 +513,8 @@ fy_ws_events(const FyWs *ws)
 {
 	if (ws->state == FY_WS_CONNECTING)
 		return POLLOUT;
+	if (ws->tls != NULL)
+		return POLLIN | (ws->raw_len > ws->raw_off || (ws->state != FY_WS_TLS && fy_ws_out_pending(ws) > 0) ? POLLOUT : 0);
 	return POLLIN | (fy_ws_out_pending(ws) > 0 ? POLLOUT : 0);
 }
 
@@ -452,6 +596,76 @@ finish_handshake(FyWs *ws, char *err, size_t errlen)
 	return 1;
 }
 
+/* fy_ws_io for wss://: plaintext through OpenSSL, encrypted bytes through the socket. */
+static int
+tls_io(FyWs *ws, char *err, size_t errlen)
+{
+	size_t		budget = WS_READ_BUDGET;
+
+	if (ws->consumed > 0)
+	{
+		memmove(ws->in, ws->in + ws->consumed, ws->in_len - ws->consumed);
+		ws->in_len -= ws->consumed;
+		ws->consumed = 0;
+	}
+	if (tls_pump(ws, err, errlen) != 0)
+		return -1;
+	for (;;)
+	{
+		ssize_t		r;
+
+		while (ws->raw_len > ws->raw_off)
+		{
+			ssize_t		w = send(ws->fd, ws->raw + ws->raw_off, ws->raw_len - ws->raw_off, MSG_NOSIGNAL);
+
+			if (w < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				snprintf(err, errlen, "the connection broke while sending: %s", strerror(errno));
+				return -1;
+			}
+			ws->raw_off += (size_t) w;
+		}
+		if (budget == 0 || ws->eof)
+			break;
+		r = recv(ws->fd, ws->raw_in, WS_READ_CHUNK, 0);
+		if (r < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			snprintf(err, errlen, "the connection broke: %s", strerror(errno));
+			return -1;
+		}
+		if (r == 0)
+		{
+			if (ws->state != FY_WS_OPEN || ws->in_len == 0)
+			{
+				snprintf(err, errlen, ws->state == FY_WS_TLS ? "the server closed the connection during the TLS "
+						 "handshake: does it speak TLS on this port?" : "the server closed the connection");
+				return -1;
+			}
+			ws->eof = true;
+			break;
+		}
+		if (BIO_write(ws->tls_in, ws->raw_in, (int) r) != (int) r)
+		{
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		budget -= (size_t) r < budget ? (size_t) r : budget;
+		if (tls_pump(ws, err, errlen) != 0)
+			return -1;
+	}
+	if (ws->state == FY_WS_HANDSHAKE)
+		return finish_handshake(ws, err, errlen) < 0 ? -1 : 0;
+	return 0;
+}
+
 int
 fy_ws_io(FyWs *ws, char *err, size_t errlen)
 {
@@ -470,8 +684,10 @@ fy_ws_io(FyWs *ws, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot connect: %s", strerror(soerr ? soerr : errno));
 			return -1;
 		}
-		ws->state = FY_WS_HANDSHAKE;
+		ws->state = ws->tls != NULL ? FY_WS_TLS : FY_WS_HANDSHAKE;
 	}
+	if (ws->tls != NULL)
+		return tls_io(ws, err, errlen);
 	while (fy_ws_out_pending(ws) > 0)
 	{
 		ssize_t		w = send(ws->fd, ws->out + ws->out_off, fy_ws_out_pending(ws), MSG_NOSIGNAL);
@@ -663,9 +879,24 @@ fy_ws_free(FyWs *ws, int code)
 	{
 		uint8_t		b[2] = {(uint8_t) (code >> 8), (uint8_t) code};
 
-		if (send_frame(ws, 8, b, 2) == 0)
+		if (send_frame(ws, 8, b, 2) == 0 && ws->tls == NULL)
 			(void) !send(ws->fd, ws->out + ws->out_off, fy_ws_out_pending(ws), MSG_NOSIGNAL | MSG_DONTWAIT);
+		else if (ws->tls != NULL)
+		{
+			char		e[128];
+
+			if (tls_pump(ws, e, sizeof(e)) == 0)
+			{
+				SSL_shutdown(ws->tls);
+				if (tls_collect(ws) == 0)
+					(void) !send(ws->fd, ws->raw + ws->raw_off, ws->raw_len - ws->raw_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			}
+		}
 	}
+	SSL_free(ws->tls);			/* and its BIOs */
+	ERR_clear_error();
+	free(ws->raw);
+	free(ws->raw_in);
 	if (ws->fd >= 0)
 		close(ws->fd);
 	free(ws->subprotocol);

@@ -5,7 +5,7 @@
  * frames masked, server frames reassembled, pings answered). It never blocks except
  * in the name lookup of fy_ws_connect, and never owns an event loop: the caller polls
  * fy_ws_fd for fy_ws_events and calls fy_ws_io, then takes messages with fy_ws_next.
- * Plain ws:// only.
+ * ws:// and wss:// (TLS through OpenSSL).
  */
 #ifndef FERRY_CLIENT_WS_H
 #define FERRY_CLIENT_WS_H
@@ -19,15 +19,18 @@ typedef struct FyWs FyWs;
 #define FY_WS_CONNECTING 0              /* TCP connect under way */
 #define FY_WS_HANDSHAKE  1              /* upgrade request sent, waiting for 101 */
 #define FY_WS_OPEN       2              /* messages flow */
+#define FY_WS_TLS        3              /* wss://: TLS handshake under way */
 
 /*
- * fy_ws_connect parses url (ws://HOST[:PORT][/PATH], default port 80, path "/v1/ws"),
- * resolves the host and starts a non-blocking connect, asking for `subprotocol`.
+ * fy_ws_connect parses url (ws:// or wss://HOST[:PORT][/PATH], default port 80 or 443,
+ * path "/v1/ws"), resolves the host and starts a non-blocking connect, asking for
+ * `subprotocol`. For wss://, the server's certificate must chain to ca_file (PEM), or to
+ * the system's trust store when ca_file is NULL, and name the URL's host.
  * On success *out is the connection (free with fy_ws_free); on failure it is NULL and
  * err says why. max_message caps one message from the server.
  */
-int			fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, FyWs **out, char *err,
-						  size_t errlen);
+int			fy_ws_connect(const char *url, const char *subprotocol, size_t max_message, const char *ca_file,
+						  FyWs **out, char *err, size_t errlen);
 
 int			fy_ws_fd(const FyWs *ws);       /* the socket */
 int			fy_ws_state(const FyWs *ws);    /* FY_WS_* */

@@ -23,6 +23,7 @@ PACKAGES=(
   clang libclang-rt-14-dev                          # libFuzzer and sanitizer runtimes (test/fuzz)
   libjwt-dev libjansson-dev libssl-dev              # gateway: JWT auth
   libsqlite3-dev sqlite3                            # client store
+  openssl ca-certificates                           # client wss://: the system's trust store; test certificates
   nodejs nginx-light curl                           # HTTP API tests: the Electric client under Node, nginx's cache
 )
 

@@ -1,7 +1,7 @@
 /*
  * client-sqlite/cli/ferry.c -- `ferry`, the command-line client built on libferry.
  *
- *     ferry --db FILE --url ws://HOST:PORT --token TOKEN COMMAND [ARGS]
+ *     ferry --db FILE --url wss://HOST[:PORT] --token TOKEN COMMAND [ARGS]
  *
  * One process per command: it opens the file, does the command, closes the file. The
  * URL is remembered in the file; the token is never written anywhere (FERRY_TOKEN in
@@ -34,14 +34,16 @@
 #define EXIT_PROTOCOL 10
 
 static const char usage_text[] =
-"usage: ferry [--db FILE] [--url ws://HOST:PORT] [--token TOKEN] COMMAND [ARGS]\n"
+"usage: ferry [--db FILE] [--url wss://HOST[:PORT]] [--token TOKEN] COMMAND [ARGS]\n"
 "\n"
 "The offline-first client of ferry: a local SQLite file that mirrors the rows of the\n"
 "shapes you subscribe to, with a durable queue of your writes.\n"
 "\n"
 "Global options:\n"
 "  --db FILE        the local database (default $FERRY_DB, else ./ferry.db)\n"
-"  --url URL        the ferryd WebSocket URL; remembered in the file\n"
+"  --url URL        the ferryd WebSocket URL (wss:// or ws://); remembered in the file\n"
+"  --ca-file FILE   trust the CA certificates in FILE (PEM) for wss:// instead of the\n"
+"                   system's (default $FERRY_CA_FILE)\n"
 "  --token TOKEN    the JWT to connect with (default $FERRY_TOKEN); never stored\n"
 "  -h, --help       this help;  --version  the version\n"
 "\n"
@@ -648,12 +650,14 @@ main(int argc, char **argv)
 		{"db", required_argument, NULL, 'd'},
 		{"url", required_argument, NULL, 'u'},
 		{"token", required_argument, NULL, 't'},
+		{"ca-file", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
 	};
 	const char *path = getenv("FERRY_DB");
 	const char *url = NULL;
+	const char *ca_file = getenv("FERRY_CA_FILE");
 	const char *cmd;
 	ferry	   *db = NULL;
 	char	   *msg = NULL;
@@ -675,6 +679,9 @@ main(int argc, char **argv)
 				break;
 			case 't':
 				token_arg = optarg;
+				break;
+			case 'c':
+				ca_file = optarg;
 				break;
 			case 'h':
 				fputs(usage_text, stdout);
@@ -707,7 +714,8 @@ main(int argc, char **argv)
 		return code;
 	}
 	ferry_set_token_callback(db, token_cb, NULL);
-	if (url != NULL && (rc = ferry_set_url(db, url, &msg)) != FERRY_OK)
+	if ((url != NULL && (rc = ferry_set_url(db, url, &msg)) != FERRY_OK) ||
+		(ca_file != NULL && ca_file[0] && (rc = ferry_set_ca_file(db, ca_file, &msg)) != FERRY_OK))
 	{
 		code = fail(db, rc, msg);
 		ferry_close(db);

@@ -124,13 +124,23 @@ FERRY_API struct sqlite3 *ferry_sqlite(ferry *db);
 /* ---- configuration ----------------------------------------------------------------- */
 
 /*
- * ferry_set_url sets the server's WebSocket URL, "ws://HOST:PORT" with an optional path
- * (default "/v1/ws"). The URL is stored in the file, so a later open can sync without
- * setting it again. Returns FERRY_MISUSE for a URL it cannot use ("wss://" is not
- * supported by this version: put a TLS-terminating proxy on the device side, or use
- * ws:// on a trusted network).
+ * ferry_set_url sets the server's WebSocket URL, "wss://HOST[:PORT]" (TLS, default port
+ * 443) or "ws://HOST[:PORT]" (plain, default port 80), with an optional path (default
+ * "/v1/ws"). The URL is stored in the file, so a later open can sync without setting it
+ * again. Returns FERRY_MISUSE for a URL it cannot use. Over wss:// the server's
+ * certificate must chain to a trusted CA (the system's, or ferry_set_ca_file's) and name
+ * the URL's host; a refused certificate is a connection error that names the reason.
  */
 FERRY_API int ferry_set_url(ferry *db, const char *url, char **errmsg);
+
+/*
+ * ferry_set_ca_file makes the CA certificates in `path` (PEM) the ones trusted for
+ * wss:// instead of the system's trust store (for a private CA, or a test server);
+ * NULL goes back to the system's. Kept in memory only, like the token: set it after
+ * every ferry_open. Takes effect at the next connection. Returns FERRY_MISUSE when the
+ * file cannot be read.
+ */
+FERRY_API int ferry_set_ca_file(ferry *db, const char *path, char **errmsg);
 
 /*
  * A token callback: write a JWT (HS256, signed by the app's backend) for user_id
