@@ -353,7 +353,7 @@ http_park(HttpReq *r, Shape *s, int64_t deadline_us)
 		hmap_put(&H.waiters, s->handle, strlen(s->handle), r);
 	}
 	r->parked = 1;
-	H.nparked++;
+	gw->metrics.http_parked = ++H.nparked;
 }
 
 void
@@ -383,7 +383,7 @@ http_unpark(HttpReq *r)
 	r->pnext = r->pprev = r->wnext = r->wprev = NULL;
 	r->shape = NULL;
 	r->parked = 0;
-	H.nparked--;
+	gw->metrics.http_parked = --H.nparked;
 }
 
 /* Takes the waiters of s off their list and runs fn on each. */
@@ -510,6 +510,7 @@ http_api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				memset(r, 0, sizeof(*r));
 				r->wsi = wsi;
 				r->kind = k;
+				gw->metrics.http_requests++;
 				if (!method_ok)
 				{
 					http_error(r, 405, "METHOD_NOT_ALLOWED", k == HTTP_MUTATIONS ? "/v1/mutations takes POST"

@@ -336,7 +336,8 @@ http_params_table(const HttpParams *p, char *err, size_t errlen)
 		if ((b = ident(s, len, &i)) == NULL)
 			goto bad;
 	}
-	if (i != len)
+	/* a dot inside a quoted name could not be told from the schema's */
+	if (i != len || strchr(a, '.') != NULL || (b != NULL && strchr(b, '.') != NULL))
 		goto bad;
 	out = malloc(strlen(a) + (b ? strlen(b) : 0) + 2);
 	if (b != NULL)

@@ -123,6 +123,9 @@ metrics_render(const Metrics *m, int64_t now_us, char *buf, size_t len)
 	metric(&o, "ferry_slow_clients_dropped_total", "counter", "Connections cut for not keeping up.",
 		   "%" PRIu64, m->slow_clients_dropped);
 	metric(&o, "ferry_must_refetch_total", "counter", "must-refetch messages sent.", "%" PRIu64, m->must_refetch);
+	metric(&o, "ferry_http_requests_total", "counter", "Requests to the HTTP API (/v1/shape, /v1/mutations, /v1/sync).",
+		   "%" PRIu64, m->http_requests);
+	metric(&o, "ferry_http_parked", "gauge", "Long-poll requests waiting for changes.", "%" PRIu64, m->http_parked);
 	histogram(&o, "ferry_snapshot_duration_seconds", "Initial snapshot durations.",
 			  &m->snapshot_seconds, metrics_snapshot_bounds);
 	emit(&o, "# HELP ferry_mutations_total Mutation results sent, by status.\n"

@@ -41,6 +41,8 @@ typedef struct Metrics
 	uint64_t	auth_failures;	/* bad, expired or wrong-algorithm tokens */
 	uint64_t	slow_clients_dropped;	/* connections cut for not keeping up */
 	uint64_t	must_refetch;	/* must-refetch messages sent */
+	uint64_t	http_requests;	/* HTTP API requests (http.c) */
+	uint64_t	http_parked;	/* long-polls parked now */
 	Histogram	snapshot_seconds;	/* initial snapshot durations */
 	uint64_t	mutations_applied;	/* mutation results by status */
 	uint64_t	mutations_duplicate;

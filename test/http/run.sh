@@ -30,7 +30,12 @@ if [ ! -d "$work/node_modules/@electric-sql/client" ] ||
   fi
 fi
 
+nginx_pid=
 cleanup() {
+  if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
+    kill -TERM "$nginx_pid"
+    wait "$nginx_pid" 2>/dev/null
+  fi
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null
@@ -60,6 +65,32 @@ export FERRY_HTTP_WORK=$PWD/$work
 TOKEN_A=$(token u1:a) TOKEN_B=$(token u2:b) TOKEN_AB=$(token u3:a,b)
 export TOKEN_A TOKEN_B TOKEN_AB
 export PGDATABASE=$db
+
+# nginx with proxy_cache in front of ferryd (nginx_cache_test.mjs), on a free port.
+# One process, no workers (master_process off), so it runs as the caller.
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+  ngx=$(command -v nginx || echo /usr/sbin/nginx)
+  nd=$PWD/$work/nginx
+  rm -rf "$nd"; mkdir -p "$nd"
+  for _ in 1 2 3 4 5; do
+    nport=$((30000 + RANDOM % 10000))
+    sed -e "s#@DIR@#$nd#g" -e "s#@PORT@#$nport#g" -e "s#@UPSTREAM@#127.0.0.1:$port#g" \
+      test/http/nginx.conf.in >"$nd/nginx.conf"
+    "$ngx" -p "$nd" -c "$nd/nginx.conf" 2>"$nd/start.log" &
+    nginx_pid=$!
+    for _ in $(seq 1 50); do
+      curl -s -o /dev/null "http://127.0.0.1:$nport/healthz" && break
+      kill -0 "$nginx_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if curl -s -o /dev/null "http://127.0.0.1:$nport/healthz"; then
+      export NGINX_URL=http://127.0.0.1:$nport
+      break
+    fi
+    kill "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null; nginx_pid=
+  done
+  [ -n "${NGINX_URL:-}" ] || { echo "# nginx did not start:"; sed 's/^/#   /' "$nd/start.log" "$nd/error.log" 2>/dev/null | tail -5; }
+fi
 
 rc=0
 prove --exec node ${FERRY_TEST_VERBOSE:+-v} "$work"/*_test.mjs || rc=1
