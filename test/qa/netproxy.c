@@ -17,6 +17,7 @@
  *   blackhole on|off   accept, read and never deliver (new and open connections)
  *   cut N              each connection open now or later is reset after N more bytes
  *   reset PERMILLE     each chunk resets its connection with that chance (seeded)
+ *   target ADDR        connect new connections to ADDR (HOST:PORT or unix:PATH) from now on
  *   seed N             reseed the random faults
  *   stats              "ok conns=N open=N up=B down=B resets=N"
  *
@@ -445,6 +446,8 @@ control_one(void)
 	}
 	else if (sscanf(line, "reset %ld", &a) == 1)
 		P.reset_pm = (int) a;
+	else if (strncmp(line, "target ", 7) == 0 && line[7] != '\0')
+		snprintf(P.to, sizeof(P.to), "%.250s", line + 7);
 	else if (sscanf(line, "seed %ld", &a) == 1)
 		set_seed((uint64_t) a);
 	else if (strcmp(line, "stats") == 0)
