@@ -140,15 +140,25 @@ run_part(PGconn **conn, Job *job, Part *part)
 			part->error = strdup(err);
 			return;
 		}
+		/* prepared once per connection: parsed and planned once, not per mutation */
+		res = PQprepare(*conn, "ferry_apply",
+						"WITH r AS MATERIALIZED (SELECT ferry.apply_mutation("
+						"  CASE WHEN jsonb_typeof($1::jsonb) = 'object' "
+						"       THEN $1::jsonb || jsonb_build_object('id', $2::text, 'client_id', $3::text) "
+						"       ELSE $1::jsonb END, $4::jsonb)::text AS res) "
+						"SELECT r.res, pg_current_wal_insert_lsn()::text FROM r", 4, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			part->error = strdup(PQerrorMessage(*conn));
+			PQclear(res);
+			PQfinish(*conn);
+			*conn = NULL;
+			return;
+		}
+		PQclear(res);
 	}
 	/* The MATERIALIZED CTE runs the apply before the WAL position is read. */
-	res = PQexecParams(*conn,
-					   "WITH r AS MATERIALIZED (SELECT ferry.apply_mutation("
-					   "  CASE WHEN jsonb_typeof($1::jsonb) = 'object' "
-					   "       THEN $1::jsonb || jsonb_build_object('id', $2::text, 'client_id', $3::text) "
-					   "       ELSE $1::jsonb END, $4::jsonb)::text AS res) "
-					   "SELECT r.res, pg_current_wal_insert_lsn()::text FROM r",
-					   4, NULL, params, NULL, NULL, 0);
+	res = PQexecPrepared(*conn, "ferry_apply", 4, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		uint32_t	hi = 0,
