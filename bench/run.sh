@@ -30,6 +30,8 @@
 #   BENCH_HISTORY   older results kept in ferry.mutations (default 50000)
 #   PGHOST, PGPORT, PGUSER   the server to use; unset: a throwaway cluster
 #   FERRY_PG_BIN    PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   BENCH_GATEWAY=0 skip the gateway benchmark (bench/gateway.sh) that follows
+#   BENCH_CLIENT=0  skip the client benchmark (bench/client.sh) that follows it
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -412,4 +414,10 @@ echo "(also in $out_dir/extension.txt and $out_dir/extension.json; pgbench outpu
 if [ "${BENCH_GATEWAY:-1}" != 0 ] && [ -x "$(dirname "${BASH_SOURCE[0]}")/gateway.sh" ]; then
   echo
   "$(dirname "${BASH_SOURCE[0]}")/gateway.sh"
+fi
+
+# The client benchmark (bench/client.sh) against the same server, unless BENCH_CLIENT=0.
+if [ "${BENCH_CLIENT:-1}" != 0 ] && [ -x "$(dirname "${BASH_SOURCE[0]}")/client.sh" ]; then
+  echo
+  "$(dirname "${BASH_SOURCE[0]}")/client.sh"
 fi
