@@ -443,3 +443,9 @@ fi
 for k in "${!F[@]}"; do printf '%s=%s\n' "$k" "${F[$k]}"; done | sort >"$out_dir/gateway.kv"
 cp "$work/gateway.txt" "$out_dir/gateway.txt"
 echo "(also in $out_dir/gateway.txt; every figure in $out_dir/gateway.kv; ferryd logs in $out_dir/logs/)"
+
+# The HTTP API benchmark (bench/http.sh) against the same server, unless BENCH_HTTP=0.
+if [ "${BENCH_HTTP:-1}" != 0 ] && [ -x bench/http.sh ]; then
+  echo
+  bench/http.sh || note "the HTTP API benchmark could not run"
+fi
