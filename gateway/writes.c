@@ -123,10 +123,18 @@ static struct
  * Workers
  * ---------------------------------------------------------------- */
 
+/*
+ * Applies one mutation, in a transaction of its own. `flush` false: its commit does not
+ * wait for the WAL flush (synchronous_commit off), because a later mutation of the same
+ * run will wait for it, and WAL is flushed in order. Nothing is lost by that: a result
+ * is answered only after ferryd received the mutation's WAL from the slot, and a
+ * walsender sends only flushed WAL; if the server crashes first, the client never got an
+ * answer and sends the mutation again.
+ */
 static void
-run_part(PGconn **conn, Job *job, Part *part)
+run_part(PGconn **conn, Job *job, Part *part, bool flush)
 {
-	const char *params[4] = {part->json, part->id, job->client_id, job->claims};
+	const char *params[5] = {part->json, part->id, job->client_id, job->claims, flush ? "on" : "off"};
 	PGresult   *res;
 	double		t0 = gw_mono();
 	char		err[512];
@@ -142,11 +150,12 @@ run_part(PGconn **conn, Job *job, Part *part)
 		}
 		/* prepared once per connection: parsed and planned once, not per mutation */
 		res = PQprepare(*conn, "ferry_apply",
-						"WITH r AS MATERIALIZED (SELECT ferry.apply_mutation("
+						"WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', $5, true)), "
+						"r AS MATERIALIZED (SELECT ferry.apply_mutation("
 						"  CASE WHEN jsonb_typeof($1::jsonb) = 'object' "
 						"       THEN $1::jsonb || jsonb_build_object('id', $2::text, 'client_id', $3::text) "
-						"       ELSE $1::jsonb END, $4::jsonb)::text AS res) "
-						"SELECT r.res, pg_current_wal_insert_lsn()::text FROM r", 4, NULL);
+						"       ELSE $1::jsonb END, $4::jsonb)::text AS res FROM s) "
+						"SELECT r.res, pg_current_wal_insert_lsn()::text FROM r", 5, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		{
 			part->error = strdup(PQerrorMessage(*conn));
@@ -158,7 +167,7 @@ run_part(PGconn **conn, Job *job, Part *part)
 		PQclear(res);
 	}
 	/* The MATERIALIZED CTE runs the apply before the WAL position is read. */
-	res = PQexecPrepared(*conn, "ferry_apply", 4, params, NULL, NULL, 0);
+	res = PQexecPrepared(*conn, "ferry_apply", 5, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		uint32_t	hi = 0,
@@ -201,7 +210,7 @@ run_job(PGconn **conn, Job *job)
 	{
 		Part	   *part = &job->parts[job->ran++];
 
-		run_part(conn, job, part);
+		run_part(conn, job, part, job->ran == job->nparts);
 		if (part->error != NULL || is_retryable(part->result))
 			break;
 	}
