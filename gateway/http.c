@@ -386,41 +386,36 @@ http_unpark(HttpReq *r)
 	gw->metrics.http_parked = --H.nparked;
 }
 
-/* Takes the waiters of s off their list and runs fn on each. */
+/*
+ * Takes the waiters of s off their lists; each is handled again from its own
+ * WRITEABLE callback (never from here: the caller may be walking the shape
+ * registry, which handling a request can change).
+ */
 static void
-release_waiters(Shape *s, void (*fn) (HttpReq *r))
+release_waiters(Shape *s)
 {
 	HttpReq    *r;
-	HttpReq    *list = NULL;
 
 	if (!H.waiters_init || H.nparked == 0)
 		return;
-	/* detach the whole list first: fn may park a request again */
 	while ((r = hmap_get(&H.waiters, s->handle, strlen(s->handle))) != NULL)
 	{
 		http_unpark(r);
-		r->wnext = list;
-		list = r;
-	}
-	while (list != NULL)
-	{
-		r = list;
-		list = r->wnext;
-		r->wnext = NULL;
-		fn(r);
+		r->woken = 1;
+		lws_callback_on_writable(r->wsi);
 	}
 }
 
 void
 http_notify_shape(Shape *s)
 {
-	release_waiters(s, http_shape_handle);
+	release_waiters(s);
 }
 
 void
 http_shape_invalid(Shape *s)
 {
-	release_waiters(s, http_shape_handle);
+	release_waiters(s);
 }
 
 /* A shape kept by parked requests is in use: sweeps leave it alone. */
@@ -582,6 +577,11 @@ http_api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			if (r->kind == HTTP_NONE)
 				return HTTP_NOT_MINE;
+			if (r->woken && !r->responding)
+			{
+				r->woken = 0;
+				http_shape_handle(r);	/* parks it again, or sets the answer */
+			}
 			if (!r->responding && r->writes != NULL)
 				http_mutations_writable(r);
 			if (r->responding)

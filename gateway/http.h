@@ -58,6 +58,7 @@ typedef struct HttpReq
 	int64_t		token_exp;		/* the token's exp, Unix seconds */
 	SlogOffset	offset;			/* the request's offset */
 	uint8_t		parked;			/* in the lists above */
+	uint8_t		woken;			/* released: handle it again when writable */
 	uint8_t		live;			/* live=true */
 	uint8_t		sse;			/* live_sse=true: server-sent events */
 	uint8_t		sse_open;		/* SSE headers sent; the stream goes on */
@@ -100,7 +101,8 @@ int			http_pull_limited(HttpReq *r, const char *sub);
 /* Parks r on shape s (NULL: just the deadline) until deadline. */
 void		http_park(HttpReq *r, Shape *s, int64_t deadline_us);
 void		http_unpark(HttpReq *r);
-/* Hooks from the stream: new entries, an invalid shape, results ready, housekeeping. */
+/* Hooks from the stream: new entries, an invalid shape (parked requests are handled again
+ * from their own WRITEABLE callbacks), results ready, housekeeping. */
 void		http_notify_shape(Shape *s);
 void		http_shape_invalid(Shape *s);
 void		http_wake_writers(void);
