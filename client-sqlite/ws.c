@@ -596,60 +596,97 @@ finish_handshake(FyWs *ws, char *err, size_t errlen)
 	return 1;
 }
 
-/* fy_ws_io for wss://: plaintext through OpenSSL, encrypted bytes through the socket. */
-static int
-tls_io(FyWs *ws, char *err, size_t errlen)
-{
-	size_t		budget = WS_READ_BUDGET;
+/* ---- moving bytes ------------------------------------------------------------------ */
 
+/* Drops the bytes of `in` the last message took. */
+static void
+in_compact(FyWs *ws)
+{
 	if (ws->consumed > 0)
 	{
 		memmove(ws->in, ws->in + ws->consumed, ws->in_len - ws->consumed);
 		ws->in_len -= ws->consumed;
 		ws->consumed = 0;
 	}
+}
+
+/* Sends buf[*off, len) until done or the socket is full: 0, or -1 (err says why). */
+static int
+sock_send(FyWs *ws, const uint8_t *buf, size_t *off, size_t len, char *err, size_t errlen)
+{
+	while (*off < len)
+	{
+		ssize_t		w = send(ws->fd, buf + *off, len - *off, MSG_NOSIGNAL);
+
+		if (w < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			snprintf(err, errlen, "the connection broke while sending: %s", strerror(errno));
+			return -1;
+		}
+		*off += (size_t) w;
+	}
+	return 0;
+}
+
+/*
+ * Reads up to WS_READ_CHUNK bytes into dst: the count, 0 when nothing is there now or the
+ * server closed after data that is still to be delivered (ws->eof), -1 when the
+ * connection broke or closed early (err says why).
+ */
+static ssize_t
+sock_recv(FyWs *ws, uint8_t *dst, char *err, size_t errlen)
+{
+	for (;;)
+	{
+		ssize_t		r = recv(ws->fd, dst, WS_READ_CHUNK, 0);
+
+		if (r > 0)
+			return r;
+		if (r < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			snprintf(err, errlen, "the connection broke: %s", strerror(errno));
+			return -1;
+		}
+		if (ws->state != FY_WS_OPEN || ws->in_len == 0)
+		{
+			snprintf(err, errlen, ws->state == FY_WS_TLS ? "the server closed the connection during the TLS "
+					 "handshake: does it speak TLS on this port?" : "the server closed the connection");
+			return -1;
+		}
+		ws->eof = true;			/* deliver what is buffered; fy_ws_next reports the close */
+		return 0;
+	}
+}
+
+/* fy_ws_io for wss://: plaintext through OpenSSL, encrypted bytes through the socket. */
+static int
+tls_io(FyWs *ws, char *err, size_t errlen)
+{
+	size_t		budget = WS_READ_BUDGET;
+
+	in_compact(ws);
 	if (tls_pump(ws, err, errlen) != 0)
 		return -1;
 	for (;;)
 	{
 		ssize_t		r;
 
-		while (ws->raw_len > ws->raw_off)
-		{
-			ssize_t		w = send(ws->fd, ws->raw + ws->raw_off, ws->raw_len - ws->raw_off, MSG_NOSIGNAL);
-
-			if (w < 0)
-			{
-				if (errno == EINTR)
-					continue;
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				snprintf(err, errlen, "the connection broke while sending: %s", strerror(errno));
-				return -1;
-			}
-			ws->raw_off += (size_t) w;
-		}
+		if (sock_send(ws, ws->raw, &ws->raw_off, ws->raw_len, err, errlen) != 0)
+			return -1;
 		if (budget == 0 || ws->eof)
 			break;
-		r = recv(ws->fd, ws->raw_in, WS_READ_CHUNK, 0);
-		if (r < 0)
+		if ((r = sock_recv(ws, ws->raw_in, err, errlen)) <= 0)
 		{
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			snprintf(err, errlen, "the connection broke: %s", strerror(errno));
-			return -1;
-		}
-		if (r == 0)
-		{
-			if (ws->state != FY_WS_OPEN || ws->in_len == 0)
-			{
-				snprintf(err, errlen, ws->state == FY_WS_TLS ? "the server closed the connection during the TLS "
-						 "handshake: does it speak TLS on this port?" : "the server closed the connection");
+			if (r < 0)
 				return -1;
-			}
-			ws->eof = true;
 			break;
 		}
 		if (BIO_write(ws->tls_in, ws->raw_in, (int) r) != (int) r)
@@ -688,30 +725,12 @@ fy_ws_io(FyWs *ws, char *err, size_t errlen)
 	}
 	if (ws->tls != NULL)
 		return tls_io(ws, err, errlen);
-	while (fy_ws_out_pending(ws) > 0)
-	{
-		ssize_t		w = send(ws->fd, ws->out + ws->out_off, fy_ws_out_pending(ws), MSG_NOSIGNAL);
-
-		if (w < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			snprintf(err, errlen, "the connection broke while sending: %s", strerror(errno));
-			return -1;
-		}
-		ws->out_off += (size_t) w;
-	}
+	if (sock_send(ws, ws->out, &ws->out_off, ws->out_len, err, errlen) != 0)
+		return -1;
 	if (ws->out_off == ws->out_len)
 		ws->out_off = ws->out_len = 0;
-	if (ws->consumed > 0)
-	{
-		memmove(ws->in, ws->in + ws->consumed, ws->in_len - ws->consumed);
-		ws->in_len -= ws->consumed;
-		ws->consumed = 0;
-	}
-	while (budget > 0)
+	in_compact(ws);
+	while (budget > 0 && !ws->eof)
 	{
 		ssize_t		r;
 
@@ -720,24 +739,10 @@ fy_ws_io(FyWs *ws, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		r = recv(ws->fd, ws->in + ws->in_len, WS_READ_CHUNK, 0);
-		if (r < 0)
+		if ((r = sock_recv(ws, ws->in + ws->in_len, err, errlen)) <= 0)
 		{
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			snprintf(err, errlen, "the connection broke: %s", strerror(errno));
-			return -1;
-		}
-		if (r == 0)
-		{
-			if (ws->state != FY_WS_OPEN || ws->in_len == 0)
-			{
-				snprintf(err, errlen, "the server closed the connection");
+			if (r < 0)
 				return -1;
-			}
-			ws->eof = true;		/* deliver what is buffered; fy_ws_next reports the close */
 			break;
 		}
 		ws->in_len += (size_t) r;
@@ -753,12 +758,7 @@ fy_ws_next(FyWs *ws, const uint8_t **data, size_t *len, char *err, size_t errlen
 {
 	if (ws->state != FY_WS_OPEN)
 		return 0;
-	if (ws->consumed > 0)
-	{
-		memmove(ws->in, ws->in + ws->consumed, ws->in_len - ws->consumed);
-		ws->in_len -= ws->consumed;
-		ws->consumed = 0;
-	}
+	in_compact(ws);
 	for (;;)
 	{
 		uint8_t    *p = ws->in;
