@@ -278,6 +278,35 @@ mark_conflict(ferry *db, Entry *e, const json_t *res)
 }
 
 /*
+ * rebase_own_write runs when an update of ours was applied and made the row version v:
+ * the row's later queued mutations based on version v - 1 were made on top of it, so
+ * they are based on v now. Without this a delete queued behind our own edit (a delete
+ * carries the version it saw) was refused as a conflict with our own write. Not when a
+ * column of ours was overridden by a newer write: then v - 1 was not the version we saw.
+ */
+static int
+rebase_own_write(ferry *db, const Entry *e, json_t *result)
+{
+	json_t	   *version = json_object_get(result, "version");
+	json_t	   *overridden = json_object_get(result, "overridden");
+	sqlite3_stmt *st;
+	int			rc;
+
+	if (strcmp(e->op, "update") != 0 || !json_is_integer(version) || json_integer_value(version) < 2 ||
+		json_array_size(overridden) > 0)
+		return FERRY_OK;
+	if (sqlite3_prepare_v2(db->db, "UPDATE ferry_queue SET base_version = ?1 WHERE tbl = ?2 AND row_key = ?3 "
+						   "AND base_version = ?1 - 1", -1, &st, NULL) != SQLITE_OK)
+		return fy_sqlerr(db, "cannot update the queue");
+	sqlite3_bind_int64(st, 1, json_integer_value(version));
+	sqlite3_bind_text(st, 2, e->tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, e->row_key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? FERRY_OK : fy_sqlerr(db, "cannot update the queue");
+}
+
+/*
  * fy_result_apply handles one MutationResult, in the caller's transaction. A result for
  * a mutation no longer in the queue (discarded meanwhile) is ignored.
  */
@@ -321,6 +350,8 @@ fy_result_apply(ferry *db, const Ferry__V1__MutationResult *r)
 	{
 		case FERRY__V1__MUTATION_STATUS__APPLIED:
 			rc = entry_remove(db, &e, FERRY_ORIGIN_SERVER);
+			if (rc == FERRY_OK)
+				rc = rebase_own_write(db, &e, use);
 			break;
 		case FERRY__V1__MUTATION_STATUS__CONFLICT:
 			rc = mark_conflict(db, &e, use);
