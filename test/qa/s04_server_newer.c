@@ -12,13 +12,18 @@
  *   - keep mine (1), use theirs (2), merge (3, 4) each write the right state on the
  *     server, on A and on B;
  *   - 5 is no conflict: the app's newer write wins by its clock.
+ *
+ * And the device's own earlier write is not a newer server row: A edits record 6 and
+ * then deletes it, offline -- the delete must not conflict with A's own edit. Record 7
+ * is the same but the app changed it too: that delete is a conflict.
  */
 #include "qa.h"
 
 #define T "qa_s04"
-#define PG_ROWS "SELECT string_agg(id || ':' || title || ':' || status || ':' || note, ',' ORDER BY id) FROM " T
+#define PG_ROWS "SELECT string_agg(id || ':' || title || ':' || status || ':' || note, ',' ORDER BY id) FROM " T \
+	" WHERE id <= 5"
 #define ROWS "SELECT group_concat(id || ':' || title || ':' || status || ':' || note, ',') FROM (SELECT * FROM " T \
-	" ORDER BY id)"
+	" WHERE id <= 5 ORDER BY id)"
 
 static char *
 mutation_of(Dev *d, int id)
@@ -124,13 +129,48 @@ main(void)
 	qa.confirmed = 5;
 	{
 		/* versions: 1 + the app's write + one resolution write (1, 3, 4), or none (2), or the lww no-op (5) */
-		long		v = sqll("SELECT sum(ferry_version) FROM " T);
+		long		v = sqll("SELECT sum(ferry_version) FROM " T " WHERE id <= 5");
 		long		want = 5 + 5 + 3;
 
 		is_int(v, want, "each record was written once per accepted write (versions add up to %ld)", want);
 		qa.dups = v > want ? v - want : 0;
 		qa.lost = v < want ? want - v : 0;
 	}
+
+	/* A's own edit, then A's delete: no conflict with itself; with the app's edit between: a conflict */
+	sql("INSERT INTO " T " (id, ws, title, status, note) VALUES (6, 'ws-a', 'title 6', 'open', 'note 6'), "
+		"(7, 'ws-a', 'title 7', 'open', 'note 7')");
+	ok(dev_sync(&a, 30) == 0 && dev_wait(&a, "SELECT count(*) FROM " T " WHERE id IN (6, 7)", "2", 10000),
+	   "A holds records 6 and 7");
+	np_offline(pa);
+	dev_ok(&a, "update", T, "6", "{\"title\": \"A edits 6\"}", NULL);
+	dev_ok(&a, "delete", T, "6", NULL);
+	dev_ok(&a, "update", T, "7", "{\"status\": \"A's 7\"}", NULL);
+	dev_ok(&a, "delete", T, "7", NULL);
+	qa.sent += 4;
+	sql("UPDATE " T " SET title = 'the app edits 7' WHERE id = 7");
+	np_cmd(pa, "pass");
+	is_int(dev_sync(&a, 30), 0, "A syncs an edit and a delete of record 6, and of record 7");
+	is_sql("1", "record 6 is deleted on the server: A's delete did not conflict with A's own edit",
+		   "SELECT (ferry_deleted_at IS NOT NULL)::int FROM " T " WHERE id = 6");
+	{
+		char	   *out = dev_out(&a, "conflicts", "--json", NULL);
+
+		is_dev(&a, "SELECT count(*) FROM ferry_conflicts", "1", "A shows one conflict");
+		ok(strstr(out, "\"ferry_version\"") != NULL && strstr(out, "the app edits 7") != NULL,
+		   "the delete of record 7, which the app changed after A last saw it: %.300s", out);
+		free(out);
+	}
+	{
+		char	   *m7 = mutation_of(&a, 7);
+
+		is_int(dev_run(&a, NULL, "resolve", m7, "--keep-mine", NULL), 0, "A deletes it anyway (keep mine)");
+		free(m7);
+	}
+	ok(dev_drain(&a, 30), "A drains");
+	is_sql("1", "record 7 is deleted", "SELECT (ferry_deleted_at IS NOT NULL)::int FROM " T " WHERE id = 7");
+	qa.confirmed += 4;
+
 	for (int i = 1; i <= 5; i++)
 		free(m[i]);
 	gw_stop(g, SIGTERM);
