@@ -7,7 +7,8 @@
  * inserts a record (its own, which only it later edits or deletes), edits a shared record
  * -- one column per mutation: title (lww), note (manual), status (version), tags
  * (set_union: adds a unique tag), n (counter: adds a delta) -- or deletes its own; the
- * app edits a shared record in SQL; a device syncs; a link goes down, comes back, turns
+ * app edits a shared record in SQL, or deletes one (edits of it then conflict); a device
+ * syncs; a link goes down, comes back, turns
  * slow, lossy, resets or cuts mid-frame. Conflicts are resolved (keep mine or use theirs,
  * at random) as they show up. At the end every link heals and every device drains.
  *
@@ -39,6 +40,8 @@ typedef struct Row
 	int			owner;			/* device that created it, -1 = shared (seeded by the app) */
 	int			created;		/* exists in the log */
 	int			deleted;		/* deleted by its owner */
+	int			app_deleted;	/* the app deleted it (shared records): edits of it may be dropped by a
+								 * use-theirs, or bring it back by a keep-mine */
 	long		n;				/* sum of every delta made */
 	int			ntags;			/* tags added */
 	char		tags[64][12];	/* each added tag */
@@ -220,25 +223,40 @@ op_delete(int k, Row *r)
 	qa.sent++;
 }
 
-/* The app writes to Postgres directly: a title, a status (a newer row for version conflicts), a delta. */
+/*
+ * The app writes to Postgres directly: a title, a status (a newer row for version
+ * conflicts), a delta, and now and then it deletes a shared record.
+ */
 static void
 op_server(void)
 {
 	Row		   *r = &rows[rnd(SHARED * 2)];
 	char		val[24];
-	int			what = (int) rnd(3);
+	int			what = (int) rnd(7);
+
+	if (what == 6)
+	{
+		if (r->id % 100 > 2)	/* records 1, 2, 101, 102 stay, so counters keep a strict check */
+		{
+			sql("DELETE FROM " T " WHERE id = %d", r->id);
+			r->app_deleted = 1;
+		}
+		return;
+	}
+	what %= 3;
 
 	if (what == 2)
 	{
 		long		delta = 1 + (long) rnd(5);
 
-		sql("UPDATE " T " SET n = n + %ld WHERE id = %d", delta, r->id);
-		r->n += delta;
+		if (sqll("WITH u AS (UPDATE " T " SET n = n + %ld WHERE id = %d AND ferry_deleted_at IS NULL RETURNING 1) "
+				 "SELECT count(*) FROM u", delta, r->id) == 1)
+			r->n += delta;
 		return;
 	}
 	snprintf(val, sizeof(val), "%c-app-%lu", what ? 's' : 't', qa.sent);
 	row_val(r, val);
-	sql("UPDATE " T " SET %s = '%s' WHERE id = %d", what ? "status" : "title", val, r->id);
+	sql("UPDATE " T " SET %s = '%s' WHERE id = %d AND ferry_deleted_at IS NULL", what ? "status" : "title", val, r->id);
 }
 
 static void
@@ -288,6 +306,7 @@ resolve_conflicts(int k)
 			continue;
 		dev[k].conflicts++;
 		dev[k].keep_mine += keep;
+		qa.sent += keep;		/* keep mine sends the change again, as a new mutation */
 		n++;
 	}
 	free(ids);
@@ -377,9 +396,9 @@ main(void)
 			if ((r = pick_row(k, 1)) != NULL)
 				op_delete(k, r);
 		}
-		else if (what < 62)
+		else if (what < 66)
 			op_server();
-		else if (what < 84)
+		else if (what < 86)
 		{
 			dev_sync(&dev[k].d, 3);
 			resolve_conflicts(k);
@@ -431,7 +450,8 @@ main(void)
 
 	/* the log against the server */
 	{
-		long		missing = 0,
+		long		app_deleted = 0,
+					missing = 0,
 					undead = 0,
 					bad_n = 0,
 					lost_tags = 0,
@@ -460,6 +480,13 @@ main(void)
 				f[nf++] = p;
 			for (int j = nf; j < 6; j++)
 				f[j] = "";
+			if (r->app_deleted)
+			{
+				/* whether it is back and what its columns hold depends on the resolutions: convergence covers it */
+				app_deleted++;
+				free(v);
+				continue;
+			}
 			if (atoi(f[0]) != r->deleted)
 			{
 				undead++;
@@ -493,6 +520,7 @@ main(void)
 				}
 			free(v);
 		}
+		note("%ld shared records deleted by the app (checked by convergence only)", app_deleted);
 		is_int(missing, 0, "every record created is on the server");
 		is_int(undead, 0, "every record deleted is a tombstone, no other is");
 		is_int(bad_n, 0, "every counter holds the sum of its deltas: no edit lost or applied twice");
