@@ -523,10 +523,10 @@ dev_watch(Dev *d)
 
 	if (pid == 0)
 	{
-		char		log[260];
+		char		log[sizeof(d->db) + 8];
 		int			fd;
 
-		snprintf(log, sizeof(log), "%s.watch", d->db);
+		snprintf(log, sizeof(log), "%.*s.watch", (int) sizeof(d->db) - 1, d->db);
 		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
