@@ -69,7 +69,7 @@ http_respond_buf(HttpReq *r, int status, const char *headers, Wbuf *b)
 	}
 	r->status = (uint16_t) status;
 	r->responding = 1;
-	r->headers_sent = 0;
+	r->headers_sent = r->sse_open && r->sse_started;	/* more events of a stream: no headers */
 	r->sent = 0;
 	lws_callback_on_writable(r->wsi);
 }
@@ -176,6 +176,8 @@ write_answer(HttpReq *r)
 		if (write_headers(r) != 0)
 			return -1;
 		r->headers_sent = 1;
+		if (r->sse_open)
+			r->sse_started = 1;
 		if (blen == 0 && !r->sse_open)
 			goto done;
 		lws_callback_on_writable(r->wsi);
@@ -204,11 +206,11 @@ write_answer(HttpReq *r)
 		else
 		{
 			/* an SSE stream: the events went out, the stream stays open */
-			wbuf_reset(&r->body);
-			wbuf_reserve(&r->body, LWS_PRE);
-			r->body.len = LWS_PRE;
+			wbuf_free(&r->body);
 			r->sent = 0;
 			r->responding = 0;
+			if (r->woken || r->sse_closing)
+				lws_callback_on_writable(r->wsi);
 		}
 		return 0;
 	}
@@ -354,6 +356,8 @@ http_park(HttpReq *r, Shape *s, int64_t deadline_us)
 	}
 	r->parked = 1;
 	gw->metrics.http_parked = ++H.nparked;
+	/* ferryd answers it by its deadline: no libwebsockets timeout may cut it before */
+	lws_set_timeout(r->wsi, NO_PENDING_TIMEOUT, 0);
 }
 
 void
@@ -577,10 +581,15 @@ http_api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			if (r->kind == HTTP_NONE)
 				return HTTP_NOT_MINE;
+			if (r->sse_closing && !r->responding)
+				return -1;		/* the end of an SSE stream: close the connection */
 			if (r->woken && !r->responding)
 			{
 				r->woken = 0;
-				http_shape_handle(r);	/* parks it again, or sets the answer */
+				if (r->sse_open)
+					http_sse_continue(r);
+				else
+					http_shape_handle(r);	/* parks it again, or sets the answer */
 			}
 			if (!r->responding && r->writes != NULL)
 				http_mutations_writable(r);

@@ -26,6 +26,7 @@
 #include "wire.h"
 
 #define HTTP_LONG_POLL_US (20 * 1000000LL)	/* a live request is held this long */
+#define HTTP_SSE_US (60 * 1000000LL)	/* a server-sent event stream lasts this long */
 #define HTTP_SNAPSHOT_WAIT_US (60 * 1000000LL)	/* a request waits this long for a snapshot */
 #define HTTP_MAX_BODY (1024 * 1024) /* largest POST body */
 #define HTTP_CHUNK_BYTES (1024 * 1024)	/* a shape response stops after this much JSON */
@@ -61,7 +62,10 @@ typedef struct HttpReq
 	uint8_t		woken;			/* released: handle it again when writable */
 	uint8_t		live;			/* live=true */
 	uint8_t		sse;			/* live_sse=true: server-sent events */
-	uint8_t		sse_open;		/* SSE headers sent; the stream goes on */
+	uint8_t		sse_open;		/* an SSE stream: no content length, events go on */
+	uint8_t		sse_started;	/* its headers went out */
+	uint8_t		sse_closing;	/* end it (close the connection) once written */
+	char		sse_handle[48]; /* the stream's shape */
 	/* the answer being written */
 	uint8_t		responding;		/* an answer is set */
 	uint8_t		headers_sent;	/* its headers went out */
@@ -113,6 +117,7 @@ int			http_shape_waited(const Shape *s);	/* requests are parked on s */
 /* http_shape.c */
 void		http_shape_handle(HttpReq *r);	/* GET /v1/shape, and again when woken */
 void		http_shape_timeout(HttpReq *r); /* a parked request's time is up */
+void		http_sse_continue(HttpReq *r);	/* an SSE stream's shape has new entries */
 
 /* http_mutations.c */
 void		http_mutations_handle(HttpReq *r);	/* the body is in */

@@ -86,6 +86,52 @@ const rowsW = await Promise.race([w.shape.rows, sleep(10000).then(() => null)])
 is(rowsW, [{ id: 10n, title: 'ten!' }], 'where with params and a column list')
 w.stream.unsubscribeAll()
 
+// ---- server-sent events (liveSse), and resuming from an SSE offset -----------------------
+{
+  const sse = new ShapeStream({
+    url: `${url}/v1/shape`,
+    params: { table: 'items' },
+    headers: { Authorization: `Bearer ${tokenA}` },
+    liveSse: true,
+  })
+  const shapeS = new Shape(sse)
+  const initial = await Promise.race([shapeS.rows, sleep(10000).then(() => null)])
+  ok(initial && initial.some((r) => r.id === 10n), 'SSE: the initial rows')
+  await sleep(300)
+  sql("INSERT INTO items (id, ws, title) VALUES (30, 'a', 'over sse')")
+  let t0 = Date.now()
+  ok(await until(() => shapeS.currentRows.some((r) => r.id === 30n)), 'SSE: a live insert arrives')
+  ok(Date.now() - t0 < 1000, `SSE: within a second of the commit (${Date.now() - t0} ms)`)
+  sql("UPDATE items SET title = 'sse update' WHERE id = 30")
+  ok(await until(() => shapeS.currentRows.some((r) => r.id === 30n && r.title === 'sse update')), 'SSE: a live update arrives')
+  const handle = sse.shapeHandle
+  const offset = sse.lastOffset
+  ok(/^\d+_0$/.test(offset), `SSE: the client's offset comes from up-to-date (${offset})`)
+  sse.unsubscribeAll()
+  await sleep(200)
+  sql("INSERT INTO items (id, ws, title) VALUES (31, 'a', 'while away')")
+  const seenS = []
+  let refetched = false
+  const again = new ShapeStream({
+    url: `${url}/v1/shape`,
+    params: { table: 'items' },
+    headers: { Authorization: `Bearer ${tokenA}` },
+    handle,
+    offset,
+    liveSse: true,
+  })
+  again.subscribe((msgs) => {
+    for (const m of msgs) {
+      if (m.headers.control === 'must-refetch') refetched = true
+      if (m.headers.operation) seenS.push(String(m.value.id))
+    }
+  })
+  ok(await until(() => seenS.includes('31')), 'SSE: resuming from that offset gets the change made meanwhile')
+  ok(!refetched, '... without a refetch')
+  ok(!seenS.includes('30'), '... and without the changes it already had', seenS.join(','))
+  again.unsubscribeAll()
+}
+
 // ---- must-refetch after TRUNCATE -------------------------------------------------------
 const controls = []
 a.stream.subscribe((msgs) => {
