@@ -7,6 +7,13 @@ import { ok, is, done, url, tokenA, tokenB, sql, get, alive, until } from './lib
 const shape = (q, token = tokenA, extra) => get(`/v1/shape?${q}`, token, extra)
 const code = (r) => r.json && r.json.code
 
+// ---- a long-poll that nothing answers: started now, checked at the end (~20 s) ------------
+const quietQ = `table=items&where=${encodeURIComponent('id < 0')}`
+const quiet0 = await get(`/v1/shape?${quietQ}&offset=-1`, tokenA)
+const quietStart = Date.now()
+const quiet = get(`/v1/shape?${quietQ}&offset=${quiet0.headers.get('electric-offset')}` +
+  `&handle=${quiet0.headers.get('electric-handle')}&live=true&cursor=7`, tokenA)
+
 // ---- a first read ---------------------------------------------------------------------
 let r = await shape('table=notes&offset=-1')
 is(r.status, 200, 'GET /v1/shape offset=-1: 200')
@@ -214,6 +221,12 @@ sql('TRUNCATE notes')
 r = await sync(`table=notes&since=${encodeURIComponent(beforeTruncate)}`)
 is(r.status, 409, '/v1/sync with a cursor older than a TRUNCATE: 409')
 ok(r.json && r.json.must_refetch === true, '... must_refetch in the body')
+
+r = await quiet
+const waited = Date.now() - quietStart
+ok(r.status === 200 && waited > 19000 && waited < 23000, `a long-poll with nothing new is held about 20 s (${waited} ms)`)
+is(r.json && r.json.map((m) => m.headers.control), ['up-to-date'], '... then answered with just up-to-date')
+is(r.headers.get('electric-offset'), quiet0.headers.get('electric-offset'), '... at the same offset')
 
 ok(await alive(), 'ferryd is alive at the end')
 done()

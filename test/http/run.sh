@@ -50,7 +50,8 @@ psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f test/http/schema.sql >/dev/null || exit 1
 
 rm -rf "$work/data" "$work/port"
-FERRY_JWT_SECRET=$secret gateway/ferryd --database-url="$FERRY_DATABASE_URL dbname=$db" --listen=127.0.0.1:0 \
+# FERRY_HTTP_FERRYD: another ferryd binary to test (e.g. one built with sanitizers)
+FERRY_JWT_SECRET=$secret "${FERRY_HTTP_FERRYD:-gateway/ferryd}" --database-url="$FERRY_DATABASE_URL dbname=$db" --listen=127.0.0.1:0 \
   --port-file="$work/port" --data-dir="$work/data" --slot=$slot --log-level=info >"$work/ferryd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
@@ -94,8 +95,8 @@ fi
 
 rc=0
 prove --exec node ${FERRY_TEST_VERBOSE:+-v} "$work"/*_test.mjs || rc=1
-if ! kill -0 "$pid" 2>/dev/null; then
-  echo "# ferryd died during the tests:"
+if ! kill -0 "$pid" 2>/dev/null || grep -q "ERROR: AddressSanitizer\|runtime error:" "$work/ferryd.log"; then
+  echo "# ferryd died or reported memory errors during the tests:"
   tail -20 "$work/ferryd.log" | sed 's/^/#   /'
   rc=1
 fi
