@@ -477,7 +477,7 @@ static void
 free_req(HttpReq *r)
 {
 	http_unpark(r);
-	if (r->kind == HTTP_MUTATIONS || r->writes != NULL)
+	if (r->kind == HTTP_MUTATIONS || r->writes != NULL || r->mkey != NULL)
 		http_mutations_close(r);
 	if (r->job != NULL)
 		http_sync_close(r);
@@ -590,6 +590,11 @@ http_api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					http_sse_continue(r);
 				else
 					http_shape_handle(r);	/* parks it again, or sets the answer */
+			}
+			if (r->mturn && !r->responding)
+			{
+				r->mturn = 0;
+				http_mutations_handle(r);
 			}
 			if (!r->responding && r->writes != NULL)
 				http_mutations_writable(r);

@@ -79,6 +79,12 @@ typedef struct HttpReq
 	struct WriteQueue *writes;	/* the mutations' queue, or NULL */
 	struct HttpReq *mnext;		/* in the list of requests with mutations in flight */
 	struct HttpReq *mprev;
+	struct HttpReq *qnext;		/* in the list waiting for their client's request in flight */
+	char	   *mkey;			/* "<sub>\n<client id>": one request of a client at a time */
+	char	   *msub;			/* the token's sub */
+	char	   *mclient;		/* ferry-client-id, or "http:<sub>" */
+	char	   *mclaims;		/* the token's claims JSON */
+	uint8_t		mturn;			/* its turn came: apply it when writable */
 	int			nmutations;		/* mutations pushed */
 	Wbuf		results;		/* results so far, as JSON array items */
 	int			nresults;		/* of them */

@@ -24,6 +24,10 @@
 #include "writes.h"
 
 static HttpReq *pending_head;	/* requests with mutations in flight */
+static Hmap busy;				/* client key -> its request in flight */
+static int	busy_init;
+static HttpReq *waiting_head;	/* requests waiting for their client's request in flight (FIFO) */
+static HttpReq *waiting_tail;
 
 static void
 link_pending(HttpReq *r)
@@ -54,6 +58,27 @@ http_wake_writers(void)
 		lws_callback_on_writable(r->wsi);
 }
 
+/* Takes r out of the waiting list; 1 when it was there. */
+static int
+unlink_waiting(HttpReq *r)
+{
+	HttpReq    *prev = NULL;
+
+	for (HttpReq *w = waiting_head; w != NULL; prev = w, w = w->qnext)
+		if (w == r)
+		{
+			if (prev != NULL)
+				prev->qnext = r->qnext;
+			else
+				waiting_head = r->qnext;
+			if (waiting_tail == r)
+				waiting_tail = prev;
+			r->qnext = NULL;
+			return 1;
+		}
+	return 0;
+}
+
 void
 http_mutations_close(HttpReq *r)
 {
@@ -63,6 +88,25 @@ http_mutations_close(HttpReq *r)
 		r->writes = NULL;
 		unlink_pending(r);
 	}
+	unlink_waiting(r);
+	if (r->mkey != NULL && busy_init && hmap_get(&busy, r->mkey, strlen(r->mkey)) == r)
+	{
+		/* the client's next request, if one waits, goes now (from its own callback) */
+		hmap_del(&busy, r->mkey, strlen(r->mkey));
+		for (HttpReq *w = waiting_head; w != NULL; w = w->qnext)
+			if (strcmp(w->mkey, r->mkey) == 0)
+			{
+				unlink_waiting(w);
+				w->mturn = 1;
+				lws_callback_on_writable(w->wsi);
+				break;
+			}
+	}
+	free(r->mkey);
+	free(r->msub);
+	free(r->mclient);
+	free(r->mclaims);
+	r->mkey = r->msub = r->mclient = r->mclaims = NULL;
 }
 
 static const char *
@@ -97,10 +141,25 @@ http_mutations_handle(HttpReq *r)
 	size_t		n = 0;
 	size_t		dumped = 0;		/* ms[0..dumped-1].json came from json_dumps */
 
-	if (http_auth(r, &claims) != 0)
-		return;
+	if (r->mkey == NULL)
+	{
+		/* the first time: who sends, for whom (the headers may be gone when its turn comes) */
+		int			l;
+
+		if (http_auth(r, &claims) != 0)
+			return;
+		l = lws_hdr_custom_copy(r->wsi, client_id, sizeof(client_id), "ferry-client-id:", 16);
+		if (l <= 0)
+			snprintf(client_id, sizeof(client_id), "http:%.120s", claims.sub);
+		r->msub = strdup(claims.sub);
+		r->mclient = strdup(client_id);
+		r->mclaims = strdup(claims.json);
+		r->mkey = malloc(strlen(r->msub) + strlen(r->mclient) + 2);
+		sprintf(r->mkey, "%s\n%s", r->msub, r->mclient);
+		auth_claims_free(&claims);
+	}
+	memset(&claims, 0, sizeof(claims));
 	doc = json_loadb(r->in.len ? (const char *) r->in.data : "", r->in.len, JSON_REJECT_DUPLICATES, &jerr);
-	wbuf_free(&r->in);
 	if (doc == NULL || !json_is_array(doc))
 	{
 		if (doc == NULL)
@@ -145,16 +204,31 @@ http_mutations_handle(HttpReq *r)
 			goto out;
 		}
 	}
-	/* the client's id: ferry-client-id, else one per user */
+	/* one request of a client at a time: later ones wait, in order */
+	if (!busy_init)
 	{
-		int			l = lws_hdr_custom_copy(r->wsi, client_id, sizeof(client_id), "ferry-client-id:", 16);
-
-		if (l <= 0)
-			snprintf(client_id, sizeof(client_id), "http:%.120s", claims.sub);
+		hmap_init(&busy);
+		busy_init = 1;
 	}
+	{
+		HttpReq    *active = hmap_get(&busy, r->mkey, strlen(r->mkey));
+
+		if (active != NULL && active != r)
+		{
+			r->qnext = NULL;
+			if (waiting_tail != NULL)
+				waiting_tail->qnext = r;
+			else
+				waiting_head = r;
+			waiting_tail = r;
+			goto out;			/* the body stays for its turn */
+		}
+		hmap_put(&busy, r->mkey, strlen(r->mkey), r);
+	}
+	wbuf_free(&r->in);
 	batch.n_mutations = n;
 	batch.mutations = mp;
-	r->writes = writes_open(r->wsi, client_id, claims.sub, claims.json);
+	r->writes = writes_open(r->wsi, r->mclient, r->msub, r->mclaims);
 	r->nmutations = (int) n;
 	r->nresults = 0;
 	wbuf_init(&r->results);

@@ -177,6 +177,19 @@ is(r.json && r.json[0].status, 'rejected', "a write to another tenant's row: rej
 ok(r.json && r.json[0].error_code && r.json[0].error_message, '... with a code and message', r.text)
 is(sql('SELECT count(*) FROM notes WHERE id = 201').trim(), '0', '... and not written')
 
+// two requests of one client at once: applied in arrival order, the second after the first
+const many = []
+for (let i = 0; i < 60; i++) many.push(ins(300 + i, 'a', `bulk ${i}`))
+const dep = { id: randomUUID(), table: 'public.notes', op: 'update', key: { id: 359 }, changes: { body: { old: 'bulk 59', new: 'after bulk' } } }
+const hdrs = { 'ferry-client-id': 'ordered-client' }
+const first = post(JSON.stringify(many), tokenA, hdrs)
+await new Promise((res) => setTimeout(res, 5))
+const second = post(JSON.stringify([dep]), tokenA, hdrs)
+const [f1, f2] = await Promise.all([first, second])
+ok(f1.json && f1.json.length === 60 && f1.json.every((x) => x.status === 'applied'), 'a client\'s first request: 60 applied')
+is(f2.json && f2.json[0].status, 'applied', 'its second request, sent meanwhile, waited for the first: the update found the row',)
+is(sql('SELECT body FROM notes WHERE id = 359').trim(), 'after bulk', '... and the row has the second request\'s value')
+
 r = await shape(`table=notes&offset=${offset2}&handle=${handle}`)
 ok(r.json && r.json.some((m) => m.value && m.value.id === '200' && m.value.body === 'edited'),
   'the mutation\'s row reaches the shape', r.text.slice(0, 300))
@@ -195,7 +208,7 @@ while (r.json && r.json.has_more) {
   all = all.concat(r.json.rows)
   cursor = r.json.cursor
 }
-is(new Set(all.map((x) => x.id)).size, 12, 'paging through gives every row of tenant a (10 + 2 written over HTTP)')
+is(new Set(all.map((x) => x.id)).size, 72, 'paging through gives every row of tenant a (10 + 62 written over HTTP)')
 sql("UPDATE notes SET body = 'delta' WHERE id = 4")
 sql("UPDATE notes SET body = 'not mine' WHERE id = 5")
 r = await sync(`table=notes&since=${encodeURIComponent(cursor)}`)
