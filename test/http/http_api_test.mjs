@@ -1,7 +1,7 @@
 // test/http/http_api_test.mjs -- ferryd's HTTP endpoints at the HTTP level: headers, caching,
 // CORS, mutations, and bad input of every kind, each a clear 4xx while ferryd stays up.
 import net from 'node:net'
-import { randomUUID } from 'node:crypto'
+import { randomUUID, createHmac } from 'node:crypto'
 import { ok, is, done, url, tokenA, tokenB, sql, get, alive, until } from './lib.mjs'
 
 const shape = (q, token = tokenA, extra) => get(`/v1/shape?${q}`, token, extra)
@@ -123,6 +123,40 @@ r = await get('/v1/shape?table=notes&offset=-1', tokenA, { method: 'POST', body:
 is(r.status, 405, 'POST /v1/shape: 405')
 r = await get('/v1/shape', null, { method: 'OPTIONS', headers: { origin: 'http://example.com', 'access-control-request-method': 'GET' } })
 ok(r.status === 204 && /authorization/.test(r.headers.get('access-control-allow-headers')), 'CORS preflight: 204, authorization allowed')
+
+// tokens signed by hand: expired, another algorithm, none
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
+const sign = (header, claims, alg = 'sha256') => {
+  const head = `${b64(header)}.${b64(claims)}`
+  return `${head}.${createHmac(alg, process.env.FERRY_HTTP_SECRET).update(head).digest('base64url')}`
+}
+const now = Math.floor(Date.now() / 1000)
+r = await shape('table=notes&offset=-1', sign({ alg: 'HS256', typ: 'JWT' }, { sub: 'u1', tenants: ['a'], exp: now - 10 }))
+ok(r.status === 401 && code(r) === 'TOKEN_EXPIRED', 'an expired token: 401 TOKEN_EXPIRED', r.text)
+r = await shape('table=notes&offset=-1', sign({ alg: 'HS512', typ: 'JWT' }, { sub: 'u1', tenants: ['a'], exp: now + 60 }, 'sha512'))
+is(r.status, 401, 'a token signed HS512 with the same secret: 401')
+r = await shape('table=notes&offset=-1', `${b64({ alg: 'none' })}.${b64({ sub: 'u1', tenants: ['a'], exp: now + 60 })}.`)
+is(r.status, 401, 'alg none: 401')
+r = await shape('table=notes&offset=-1', sign({ alg: 'HS256', typ: 'JWT' }, { sub: 'u1', tenants: ['a'], exp: now + 60 }))
+is(r.status, 200, 'a hand-signed valid token: 200')
+
+// read rules apply over HTTP as on the WebSocket
+r = await shape('table=owned&offset=-1')
+is(r.json && r.json.filter((m) => m.value).map((m) => m.value.body), ['mine'], "a read rule: u1 sees its own row of its tenant only")
+r = await shape('table=owned&offset=-1', process.env.TOKEN_AB)
+is(r.json && r.json.filter((m) => m.value).map((m) => m.value.body), ['not mine'], '... and u3 its own')
+
+// the pull rate limit (shared with WebSocket subscriptions): 10/s, burst 100
+{
+  const tok = sign({ alg: 'HS256', typ: 'JWT' }, { sub: 'greedy', tenants: ['a'], exp: now + 600 })
+  const statuses = []
+  for (let i = 0; i < 130; i++) statuses.push((await shape(`table=notes&offset=-1&cache-buster=${i}`, tok)).status)
+  const limited = statuses.filter((x) => x === 429).length
+  ok(statuses.slice(0, 100).every((x) => x === 200) && limited >= 20,
+    `130 new reads at once by one user: the first 100 served, then 429 (${limited} refused)`)
+  r = await shape('table=notes&offset=-1', tok)
+  ok(r.status === 429 && Number(r.headers.get('retry-after')) >= 1, '... with retry-after', r.headers.get('retry-after'))
+}
 
 // raw bytes no client library would send
 async function raw(bytes) {

@@ -65,6 +65,7 @@ export FERRYD_URL=http://127.0.0.1:$port
 export FERRY_HTTP_WORK=$PWD/$work
 TOKEN_A=$(token u1:a) TOKEN_B=$(token u2:b) TOKEN_AB=$(token u3:a,b)
 export TOKEN_A TOKEN_B TOKEN_AB
+export FERRY_HTTP_SECRET=$secret
 export PGDATABASE=$db
 
 # nginx with proxy_cache in front of ferryd (nginx_cache_test.mjs), on a free port.

@@ -19,3 +19,7 @@ INSERT INTO items (id, ws, title, done, meta, tags, due, n) VALUES
   (3, 'b', 'three', NULL, NULL, '{}', NULL, -5);
 INSERT INTO notes (id, ws, body) SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, 'note ' || g
   FROM generate_series(1, 20) g;
+CREATE TABLE owned (id int PRIMARY KEY, ws text NOT NULL, owner text NOT NULL, body text);
+SELECT ferry.enable_sync('owned', 'ws');
+SELECT ferry.add_rule('owned', 'own_rows', $$owner = ferry.claim('sub')$$);
+INSERT INTO owned VALUES (1, 'a', 'u1', 'mine'), (2, 'a', 'u3', 'not mine'), (3, 'b', 'u1', 'other tenant');
