@@ -117,7 +117,9 @@ http_params_add(HttpParams *p, const char *arg, size_t len, char *err, size_t er
 		if (n > p->nwparams)
 			p->nwparams = n;
 	}
-	/* anything else (cache-buster, expired_handle, subset__*...) is ignored */
+	else if (nlen > 8 && memcmp(arg, "subset__", 8) == 0)
+		p->subset = 1;
+	/* anything else (cache-buster, expired_handle...) is ignored */
 	return 0;
 }
 

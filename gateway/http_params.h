@@ -30,6 +30,7 @@ typedef struct HttpParams
 	char	   *limit;			/* limit= (/v1/sync), or NULL */
 	int			live;			/* live=true */
 	int			live_sse;		/* live_sse=true (or experimental_live_sse=true) */
+	int			subset;			/* a subset__* parameter was given (not supported) */
 	char	   *wparams[HTTP_MAX_WHERE_PARAMS];	/* params[n] values, [n-1]; NULL when absent */
 	int			nwparams;		/* highest n given */
 } HttpParams;

@@ -398,6 +398,17 @@ http_shape_handle(HttpReq *r)
 				   "changes only, or an offset from electric-offset", NULL);
 		goto out;
 	}
+	if (p.subset)
+	{
+		http_error(r, 400, "BAD_REQUEST", "subset snapshots (subset__* parameters) are not supported by ferry; "
+				   "read the shape with a where clause instead", NULL);
+		goto out;
+	}
+	if (p.log != NULL && strcmp(p.log, "full") != 0 && strcmp(p.log, "changes_only") != 0)
+	{
+		http_error(r, 400, "BAD_REQUEST", "log wants full or changes_only", NULL);
+		goto out;
+	}
 	if (strcmp(p.offset, "now") == 0)
 		now_offset = 1;
 	else if (slog_offset_parse(p.offset, strlen(p.offset), &off, err, sizeof(err)) != SLOG_OK)
@@ -406,6 +417,9 @@ http_shape_handle(HttpReq *r)
 		goto out;
 	}
 	sse_resolve(p.handle, &off);
+	/* changes_only: no initial rows, changes from now on (as offset=now) */
+	if (off.start && p.log != NULL && strcmp(p.log, "changes_only") == 0)
+		now_offset = 1;
 	if (!off.start && !now_offset && (p.handle == NULL || p.handle[0] == '\0'))
 	{
 		http_error(r, 400, "BAD_OFFSET", "an offset other than -1 or now needs the handle of its shape", NULL);

@@ -132,6 +132,24 @@ w.stream.unsubscribeAll()
   again.unsubscribeAll()
 }
 
+// ---- log: 'changes_only': no initial rows, then the changes -------------------------------
+{
+  const co = new ShapeStream({
+    url: `${url}/v1/shape`,
+    params: { table: 'items' },
+    headers: { Authorization: `Bearer ${tokenA}` },
+    log: 'changes_only',
+  })
+  const shapeC = new Shape(co)
+  const initial = await Promise.race([shapeC.rows, sleep(10000).then(() => null)])
+  is(initial, [], "log: 'changes_only' starts with no rows")
+  await sleep(300)
+  sql("INSERT INTO items (id, ws, title) VALUES (40, 'a', 'change only')")
+  ok(await until(() => shapeC.currentRows.some((r) => r.id === 40n)), '... then gets the changes')
+  ok(shapeC.currentRows.length === 1, '... and only them', shapeC.currentRows.length)
+  co.unsubscribeAll()
+}
+
 // ---- must-refetch after TRUNCATE -------------------------------------------------------
 const controls = []
 a.stream.subscribe((msgs) => {

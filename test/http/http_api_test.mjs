@@ -96,6 +96,8 @@ for (const [q, want, c, what] of [
   ['table=notes&offset=-1&where=ferry.claim(%27sub%27)%20%3D%20%27u1%27', 400, 'BAD_WHERE', 'ferry.claim() in a where clause'],
   ['table=notes&offset=-1&where=id%20%3D%20%241', 400, 'BAD_WHERE', '$1 without params[1]'],
   ['table=notes&offset=-1&params%5B0%5D=1', 400, 'BAD_REQUEST', 'params[0]'],
+  ['table=notes&offset=-1&log=everything', 400, 'BAD_REQUEST', 'log=everything'],
+  ['table=notes&offset=-1&subset__limit=10', 400, 'BAD_REQUEST', 'a subset snapshot (not supported)'],
   ['table=notes&offset=-1&params%5B99999999999%5D=1', 400, 'BAD_REQUEST', 'params[huge]'],
 ]) {
   r = await shape(q)
