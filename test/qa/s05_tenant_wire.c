@@ -12,8 +12,12 @@
  * client, test/gateway/ferryd_harness.h): subscriptions whose WHERE asks for ws-a, that
  * OR a tautology, or that name A's shape handle and offset; a live subscription while
  * ws-a changes; pushes that insert into, update and delete from ws-a; tokens signed with
- * another key or expired. None yields a ws-a row or changes one.
+ * another key or expired. And over HTTP with B's bearer token: GET /v1/shape (with and
+ * without a WHERE that asks for ws-a), GET /v1/sync (from the start and since a cursor
+ * taken before the churn), POST /v1/mutations into ws-a. None yields a ws-a row or
+ * changes one.
  */
+#define _GNU_SOURCE				/* asprintf */
 #define make_token gw_test_make_token	/* the two harnesses both have one */
 #include "gateway/ferryd_harness.h"
 #undef make_token
@@ -48,6 +52,58 @@ wire_token(const char *secret, const char *sub, const char *tenant, long from, l
 	return tok;
 }
 
+/*
+ * http_req sends one HTTP request with B's bearer token to ferryd and returns the status;
+ * *body gets the answer's body (malloc'd). method "GET" or "POST" (then with post as body).
+ */
+static int
+http_req(int port, const char *token, const char *method, const char *path, const char *post, char **body)
+{
+	struct sockaddr_in sa;
+	int			fd = socket(AF_INET, SOCK_STREAM, 0);
+	char	   *req;
+	char	   *buf = calloc(1, 1);
+	size_t		len = 0;
+	int			status = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t) port);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (asprintf(&req, "%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n"
+				 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path, token,
+				 post ? strlen(post) : 0, post ? post : "") < 0)
+		bail_out("out of memory");
+	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 && write(fd, req, strlen(req)) == (ssize_t) strlen(req))
+	{
+		struct pollfd p = {fd, POLLIN, 0};
+
+		while (poll(&p, 1, 15000) > 0)
+		{
+			char		chunk[8192];
+			ssize_t		r = read(fd, chunk, sizeof(chunk));
+
+			if (r <= 0)
+				break;
+			buf = realloc(buf, len + (size_t) r + 1);
+			memcpy(buf + len, chunk, (size_t) r);
+			len += (size_t) r;
+			buf[len] = '\0';
+		}
+	}
+	close(fd);
+	free(req);
+	if (len > 12)
+		status = atoi(buf + 9);
+	{
+		char	   *b = strstr(buf, "\r\n\r\n");
+
+		*body = strdup(b ? b + 4 : "");
+	}
+	free(buf);
+	return status;
+}
+
 static Client *
 wire_b(Ferryd *fd)
 {
@@ -73,6 +129,7 @@ main(void)
 				wb;
 	int			leaks = 0,
 				looks = 0;
+	char	   *sync_cursor;
 
 	qa_begin(5, "tenant boundary");
 	qa_table_create(T);
@@ -89,6 +146,8 @@ main(void)
 	dev_ok(&b, "subscribe", T, NULL);
 	ok(dev_sync(&a, 30) == 0 && dev_sync(&b, 30) == 0, "A (ws-a) and B (ws-b) sync");
 	is_dev(&b, "SELECT count(*) || '/' || sum(ws = 'ws-b') FROM " T, "10/10", "B holds its ten rows, all ws-b");
+
+	sync_cursor = sqlv("SELECT ferry.snapshot_cursor()");
 
 	/* ---- devices: B syncs while A's workspace churns ---- */
 	wa = dev_watch(&a);
@@ -247,6 +306,57 @@ main(void)
 		client_close(c);
 		client_close(ca);
 	}
+	/* ---- hand-made HTTP requests on B's token ---- */
+	{
+		char	   *tok = wire_token(GW_SECRET, "u2", "ws-b", 0, 3600);
+		char	   *body = NULL;
+		char		path[512];
+		int			st;
+
+		st = http_req(g->port, tok, "GET", "/v1/shape?table=" T "&offset=-1", NULL, &body);
+		if (st == 404 && strstr(body, "ws-b") == NULL && strstr(body, "shape") == NULL)
+			skip(6, "ferryd has no HTTP shape API");
+		else
+		{
+			ok(st == 200 && strstr(body, "ws-b") != NULL && strstr(body, "ws-a") == NULL,
+			   "GET /v1/shape as B: B's rows, no ws-a row (status %d)", st);
+			free(body);
+			st = http_req(g->port, tok, "GET", "/v1/shape?table=" T "&offset=-1&where=ws%20%3D%20%27ws-a%27", NULL,
+						  &body);
+			ok(strstr(body, "secret") == NULL && strstr(body, "\"ws-a\"") == NULL,
+			   "GET /v1/shape WHERE ws = 'ws-a' as B: no ws-a row (status %d)", st);
+			free(body);
+			st = http_req(g->port, tok, "GET", "/v1/shape?table=" T "&offset=-1&where=ws%20%3C%3E%20%27ws-b%27", NULL,
+						  &body);
+			ok(strstr(body, "secret") == NULL && strstr(body, "\"ws-a\"") == NULL,
+			   "GET /v1/shape WHERE ws <> 'ws-b' as B: no ws-a row (status %d)", st);
+			free(body);
+			st = http_req(g->port, tok, "GET", "/v1/sync?table=" T, NULL, &body);
+			ok(st == 200 && strstr(body, "\"ws-b\"") != NULL && strstr(body, "secret") == NULL &&
+			   strstr(body, "\"ws-a\"") == NULL,
+			   "GET /v1/sync as B: no ws-a row (status %d)", st);
+			free(body);
+			snprintf(path, sizeof(path), "/v1/sync?table=" T "&since=%s", sync_cursor);
+			st = http_req(g->port, tok, "GET", path, NULL, &body);
+			ok(st == 200 && strstr(body, "B edited") != NULL && strstr(body, "secret") == NULL &&
+			   strstr(body, "\"ws-a\"") == NULL,
+			   "GET /v1/sync since a cursor from before the churn, as B: no ws-a row (status %d)", st);
+			free(body);
+			{
+				char		post[600];
+
+				snprintf(post, sizeof(post), "[{\"id\": \"52%06x-0000-4000-8000-%012llx\", \"table\": \"" T "\", "
+						 "\"op\": \"insert\", \"key\": {\"id\": 902}, \"changes\": {\"ws\": {\"new\": \"ws-a\"}, "
+						 "\"title\": {\"new\": \"forged over HTTP\"}}}]", (unsigned) getpid() & 0xffffff,
+						 (unsigned long long) now_ms());
+				st = http_req(g->port, tok, "POST", "/v1/mutations", post, &body);
+				ok(strstr(body, "applied") == NULL && sqll("SELECT count(*) FROM " T " WHERE id = 902") == 0,
+				   "POST /v1/mutations as B into ws-a: not applied (status %d: %.200s)", st, body);
+				free(body);
+			}
+		}
+		free(tok);
+	}
 	{
 		char	   *forged = wire_token("another-secret-another-secret-another-secret-0", "u2", "ws-a", 0, 3600);
 		char	   *expired = wire_token(GW_SECRET, "u1", "ws-a", -7200, -3600);
@@ -262,6 +372,7 @@ main(void)
 		free(expired);
 	}
 
+	free(sync_cursor);
 	gw_stop(g, SIGTERM);
 	gw_cleanup(g);
 	np_stop(pb);
