@@ -117,10 +117,10 @@ suite_qa() {
 # qa_table prints the scenarios' result lines (number|name|result|sent|confirmed|dups|lost|ms|seed).
 qa_table() {
   [ -s "$1" ] || { echo "qa: no scenario reported a result"; return 0; }
-  printf '\n%-4s %-28s %-6s %8s %10s %11s %6s %8s  %s\n' '#' scenario result sent confirmed duplicates lost time seed
+  printf '\n%-4s %-36s %-6s %8s %10s %11s %6s %8s  %s\n' '#' scenario result sent confirmed duplicates lost time seed
   sort -t'|' -k1,1n "$1" | while IFS='|' read -r num name res sent conf dups lost ms seed; do
     [ "$seed" = 0 ] && seed=''
-    printf '%-4s %-28s %-6s %8s %10s %11s %6s %7.1fs  %s\n' "$num" "$name" "$res" "$sent" "$conf" "$dups" "$lost" \
+    printf '%-4s %-36s %-6s %8s %10s %11s %6s %7.1fs  %s\n' "$num" "$name" "$res" "$sent" "$conf" "$dups" "$lost" \
       "$(echo "$ms" | awk '{print $1 / 1000}')" "$seed"
   done
 }

@@ -81,7 +81,7 @@ np_start(const char *target)
 	np->pid = fork();
 	if (np->pid == 0)
 	{
-		char		a1[300],
+		char		a1[320],
 					a2[200],
 					a3[200],
 					log[128];

@@ -66,7 +66,7 @@ main(void)
 	sql("UPDATE " T " SET title = 'title 5 by the app, later' WHERE id = 5");
 	for (int i = 1; i <= 3; i++)
 	{
-		char		key[8],
+		char		key[16],
 					v[64];
 
 		snprintf(key, sizeof(key), "%d", i);

@@ -132,7 +132,7 @@ main(void)
 	snprintf(target, sizeof(target), "127.0.0.1:%d", g->port);
 	for (int d = 0; d < NDEV; d++)
 	{
-		char		name[8];
+		char		name[16];
 
 		snprintf(name, sizeof(name), "d%d", d);
 		np[d] = np_start(target);

@@ -360,7 +360,7 @@ main(void)
 		ndev = full ? 5 : 3;
 		for (int k = 0; k < ndev; k++)
 		{
-			char		name[8];
+			char		name[16];
 
 			snprintf(name, sizeof(name), "d%d", k);
 			dev[k].np = np_start(target);
