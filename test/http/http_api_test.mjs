@@ -271,6 +271,24 @@ r = await sync(`table=notes&since=${encodeURIComponent(beforeTruncate)}`)
 is(r.status, 409, '/v1/sync with a cursor older than a TRUNCATE: 409')
 ok(r.json && r.json.must_refetch === true, '... must_refetch in the body')
 
+// the push rate limit (shared with WebSocket pushes): 100/s, burst 1000
+{
+  const tok = sign({ alg: 'HS256', typ: 'JWT' }, { sub: 'pusher', tenants: ['a'], exp: now + 600 })
+  const batch = (from) => JSON.stringify(Array.from({ length: 1000 }, (_, i) => ins(from + i, 'a', `push ${from + i}`)))
+  const [p1, p2] = await Promise.all([
+    post(batch(10000), tok, { 'ferry-client-id': 'pusher-1' }),
+    post(batch(20000), tok, { 'ferry-client-id': 'pusher-2' }),
+  ])
+  const results = [...(p1.json || []), ...(p2.json || [])]
+  const applied = results.filter((x) => x.status === 'applied').length
+  const limited = results.filter((x) => x.status === 'retry' && x.error_code === 'rate_limited')
+  ok(results.length === 2000 && applied >= 1000 && limited.length > 0,
+    `2000 mutations at once by one user: ${applied} applied, ${limited.length} answered retry (rate_limited)`)
+  ok(limited.every((x) => x.retry_after_ms > 0) && (p1.headers.has('retry-after') || p2.headers.has('retry-after')),
+    '... with retry_after_ms and a retry-after header')
+  is(sql("SELECT count(*) FROM notes WHERE body LIKE 'push %'").trim(), String(applied), 'exactly the applied ones are written')
+}
+
 r = await quiet
 const waited = Date.now() - quietStart
 ok(r.status === 200 && waited > 19000 && waited < 23000, `a long-poll with nothing new is held about 20 s (${waited} ms)`)
