@@ -536,8 +536,10 @@ http_api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 							/* the body follows: HTTP_BODY, then HTTP_BODY_COMPLETION */
 							char		cl[32];
 
-							if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
-								strtoll(cl, NULL, 10) > HTTP_MAX_BODY)
+							if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+								http_error(r, 411, "LENGTH_REQUIRED", "send the body with a Content-Length "
+										   "(chunked bodies are not accepted)", "connection: close\n");
+							else if (strtoll(cl, NULL, 10) > HTTP_MAX_BODY)
 							{
 								char		msg[128];
 

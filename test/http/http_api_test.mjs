@@ -177,6 +177,9 @@ await raw('GET /v1/shape?table=%zz&offset=%%%&where=%00 HTTP/1.1\r\nHost: x\r\nA
 await raw('GET /v1/shape?' + '&'.repeat(5000) + ' HTTP/1.1\r\nHost: x\r\n\r\n')
 await raw(Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 0x0d, 0x0a, 0x0d, 0x0a]))
 await raw(`POST /v1/mutations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenA}\r\nContent-Length: 100\r\n\r\n[{"id":`)
+const chunked = await raw(`POST /v1/mutations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenA}\r\n` +
+  'Transfer-Encoding: chunked\r\n\r\n4\r\n[{}]\r\n0\r\n\r\n')
+ok(chunked.startsWith('HTTP/1.1 411'), 'a chunked mutations body: 411, send a Content-Length', chunked.slice(0, 40))
 ok(await alive(), 'ferryd is alive after malformed requests')
 
 // ---- mutations ----------------------------------------------------------------------------
