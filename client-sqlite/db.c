@@ -325,12 +325,42 @@ end_relaxed(ferry *db)
 	}
 }
 
+/*
+ * fy_hlc_save writes the clock to ferry_meta when it moved since it was last written.
+ * Local writes leave that to the engine's next transaction (or ferry_close): their clock
+ * is in their queue entry, which opening the file reads too, and an entry leaves the
+ * queue only in an engine transaction, which saves the clock with it.
+ */
+int
+fy_hlc_save(ferry *db)
+{
+	char		clock[128];
+	int			rc;
+
+	if (!db->hlc_dirty)
+		return FERRY_OK;
+	snprintf(clock, sizeof(clock), "%lld-%lld-%s", (long long) db->hlc_ms, (long long) db->hlc_n, db->client_id);
+	if ((rc = fy_meta_set(db, FY_META_HLC, clock)) == FERRY_OK)
+		db->hlc_dirty = false;
+	return rc;
+}
+
 /* fy_commit commits the outermost transaction and reports its changes. */
 int
 fy_commit(ferry *db)
 {
 	if (db->in_tx <= 0)
 		return FERRY_OK;
+	if (db->in_tx == 1 && db->relaxed)
+	{
+		int			rc = fy_hlc_save(db);
+
+		if (rc != FERRY_OK)
+		{
+			fy_rollback(db);
+			return rc;
+		}
+	}
 	if (--db->in_tx > 0)
 		return FERRY_OK;
 	if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -448,12 +478,26 @@ load_meta(ferry *db)
 		return rc;
 	db->last_sync_ms = v ? strtoll(v, NULL, 10) : 0;
 	free(v);
+	/* the clock: the newest of memory, ferry_meta and the last queued mutation's */
 	if ((rc = fy_meta_get(db, FY_META_HLC, &v)) != FERRY_OK)
 		return rc;
-	db->hlc_ms = db->hlc_n = 0;
-	if (v != NULL)
-		fy_hlc_observe_text(db, v);
-	db->hlc_dirty = false;
+	{
+		bool		dirty = db->hlc_dirty;
+		sqlite3_stmt *st;
+
+		if (v != NULL)
+			fy_hlc_observe_text(db, v);
+		if (sqlite3_prepare_v2(db->db, "SELECT clock FROM ferry_queue ORDER BY seq DESC LIMIT 1", -1, &st,
+							   NULL) != SQLITE_OK)
+		{
+			free(v);
+			return fy_sqlerr(db, "cannot read ferry_queue");
+		}
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+			fy_hlc_observe_text(db, (const char *) sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		db->hlc_dirty = dirty;
+	}
 	free(v);
 	free(db->url);
 	return fy_meta_get(db, FY_META_URL, &db->url);
@@ -628,6 +672,13 @@ ferry_close(ferry *db)
 	fy_sync_close(db, NULL, false);
 	if (db->in_tx > 0)
 		fy_rollback(db);
+	if (db->hlc_dirty && db->db != NULL && fy_begin(db) == FERRY_OK)
+	{
+		if (fy_hlc_save(db) == FERRY_OK)
+			fy_commit(db);
+		else
+			fy_rollback(db);
+	}
 	notes_free(db);
 	close_file(db);
 	free(db->path);

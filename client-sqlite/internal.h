@@ -230,6 +230,7 @@ int			fy_sqlerr(ferry *db, const char *what);
 int			fy_finish(ferry *db, int rc, char **errmsg);
 int			fy_begin(ferry *db);
 int			fy_begin_relaxed(ferry *db);
+int			fy_hlc_save(ferry *db);
 int			fy_commit(ferry *db);
 void		fy_rollback(ferry *db);
 int			fy_exec(ferry *db, const char *sql);

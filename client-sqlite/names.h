@@ -17,7 +17,7 @@
 #define FY_META_USER_ID "user_id"           /* the token's sub at the first Welcome */
 #define FY_META_SCHEMA_VERSION "schema_version" /* server schema version the cache was built with */
 #define FY_META_URL "url"                   /* the server's WebSocket URL */
-#define FY_META_HLC "hlc"                   /* the last hybrid logical clock issued or seen */
+#define FY_META_HLC "hlc"                   /* the hybrid logical clock, saved by the engine (fy_hlc_save) */
 #define FY_META_LAST_SYNC "last_sync_ms"    /* when every shape was last up to date */
 
 /* The column every mirror table has besides the server's: the row's ferry_version. */

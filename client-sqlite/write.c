@@ -215,9 +215,7 @@ enqueue(ferry *db, FyShape *s, const char *row_key, const char *op, const json_t
 	sqlite3_reset(st);
 	if (rc != FERRY_OK)
 		return rc;
-	if ((rc = fy_meta_set(db, FY_META_HLC, clock)) != FERRY_OK)
-		return rc;
-	db->hlc_dirty = false;
+	db->hlc_dirty = true;		/* saved by the engine (fy_hlc_save); the entry holds it meanwhile */
 	return fy_row_refresh(db, s, row_key, FERRY_ORIGIN_LOCAL);
 }
 

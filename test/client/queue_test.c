@@ -659,6 +659,32 @@ test_clock(void)
 		   "and stays there after reopening");
 		ferry_close(again);
 	}
+	{
+		/* a local write's clock is in its queue entry; ferry_meta may be behind it (killed) */
+		ferry	   *again = NULL;
+		char	   *before,
+				   *after;
+
+		ferry_open(path("clock.db"), &again, NULL);
+		ferry_update(again, "todos", "2", "{\"n\": 3}", NULL, NULL);
+		before = q1(again, "SELECT clock FROM ferry_queue ORDER BY seq DESC LIMIT 1");
+		ferry_close(again);		/* saves the clock */
+		again = NULL;
+		ferry_open(path("clock.db"), &again, NULL);
+		sqlite3_exec(ferry_sqlite(again), "UPDATE ferry_meta SET value = '1-0-x' WHERE key = 'hlc'", NULL, NULL, NULL);
+		ferry_close(again);
+		again = NULL;
+		ferry_open(path("clock.db"), &again, NULL);
+		ferry_update(again, "todos", "2", "{\"n\": 4}", NULL, NULL);
+		after = q1(again, "SELECT clock FROM ferry_queue ORDER BY seq DESC LIMIT 1");
+		ok(atoll(after) > atoll(before) || (atoll(after) == atoll(before) &&
+											atoll(strchr(after, '-') + 1) > atoll(strchr(before, '-') + 1)),
+		   "with ferry_meta's clock lost, a reopened file still issues a later clock than its last queued "
+		   "mutation's (%s after %s)", after, before);
+		free(before);
+		free(after);
+		ferry_close(again);
+	}
 }
 
 static void
