@@ -77,14 +77,21 @@ db_value(PGconn *c, const char *sql)
 	return v;
 }
 
+/*
+ * GET path on 127.0.0.1:port, with "Authorization: Bearer <token>" unless token is NULL;
+ * returns the status (0 when nothing came back) and copies the whole response, headers
+ * and body, into resp (when not NULL).
+ */
 static inline int
-http_get_status(int port, const char *path, char *body, size_t cap)
+http_request(int port, const char *path, const char *token, char *resp, size_t cap)
 {
 	Ws		   *ws = calloc(1, sizeof(Ws));
 	struct sockaddr_in sa;
-	char		req[256];
+	char		req[4096];
 	int			status = 0;
 
+	if (resp != NULL && cap > 0)
+		resp[0] = '\0';
 	ws->fd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -92,24 +99,37 @@ http_get_status(int port, const char *path, char *body, size_t cap)
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
 	if (connect(ws->fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
 	{
-		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n", path,
+				 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
 		ws_write_all(ws->fd, req, strlen(req));
-		while (ws_fill(ws, 2000) > 0)
+		while (ws_fill(ws, 3000) > 0)
 			;
 		if (ws->in_len > 12)
 		{
 			ws->in = realloc(ws->in, ws->in_len + 1);
 			ws->in[ws->in_len] = 0;
 			status = atoi((char *) ws->in + 9);
-			if (body != NULL)
-			{
-				char	   *b = strstr((char *) ws->in, "\r\n\r\n");
-
-				snprintf(body, cap, "%s", b ? b + 4 : "");
-			}
+			if (resp != NULL)
+				snprintf(resp, cap, "%s", (char *) ws->in);
 		}
 	}
 	ws_close(ws);
+	return status;
+}
+
+static inline int
+http_get_status(int port, const char *path, char *body, size_t cap)
+{
+	char	   *resp = malloc(1 << 20);
+	int			status = http_request(port, path, NULL, resp, 1 << 20);
+
+	if (body != NULL)
+	{
+		char	   *b = strstr(resp, "\r\n\r\n");
+
+		snprintf(body, cap, "%s", b ? b + 4 : "");
+	}
+	free(resp);
 	return status;
 }
 
