@@ -43,6 +43,16 @@ is(rowsA[1].meta, null, 'NULL jsonb is null')
 is(rowsA[1].tags, null, 'NULL array is null')
 ok(a.stream.shapeHandle && a.stream.shapeHandle.length > 0, 'the stream has a shape handle', a.stream.shapeHandle)
 
+// ---- a shape larger than one answer (1 MiB): several requests, then up-to-date ---------------
+{
+  const big = open('big', tokenA)
+  const t0 = Date.now()
+  const rows = await Promise.race([big.shape.rows, sleep(30000).then(() => null)])
+  is(rows && rows.length, 20000, `a shape of 20,000 rows (about 4 MB of JSON) arrives whole (${Date.now() - t0} ms)`)
+  ok(rows && new Set(rows.map((r) => r.id)).size === 20000, '... each row once')
+  big.stream.unsubscribeAll()
+}
+
 // ---- other tenant --------------------------------------------------------------------------
 const b = open('items', tokenB)
 const rowsB = byId(await Promise.race([b.shape.rows, sleep(10000).then(() => null)]))

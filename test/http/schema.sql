@@ -23,3 +23,6 @@ CREATE TABLE owned (id int PRIMARY KEY, ws text NOT NULL, owner text NOT NULL, b
 SELECT ferry.enable_sync('owned', 'ws');
 SELECT ferry.add_rule('owned', 'own_rows', $$owner = ferry.claim('sub')$$);
 INSERT INTO owned VALUES (1, 'a', 'u1', 'mine'), (2, 'a', 'u3', 'not mine'), (3, 'b', 'u1', 'other tenant');
+CREATE TABLE big (id int PRIMARY KEY, ws text NOT NULL, body text);
+SELECT ferry.enable_sync('big', 'ws');
+INSERT INTO big SELECT g, 'a', repeat('x', 100) || g FROM generate_series(1, 20000) g;
