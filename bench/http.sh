@@ -124,8 +124,7 @@ kib=$(calc "${F[parked.bytes_each]} / 1024")
   printf '\n1 parked: %s requests opened in %s s; ferryd RSS %s -> %s kB (%s B each); %s answered before\n' \
     "${F[parked.requests]}" "${F[parked.open_seconds]}" "${F[parked.rss_kb_before]}" "${F[parked.rss_kb_after]}" \
     "${F[parked.bytes_each]}" "${F[parked.answered_early]}"
-  printf '  the measurement; %s still parked 1 s after the clients hung up (released at their 20 s deadline)\n' \
-    "${F[parked.after_close]}"
+  printf '  the measurement; %s still parked 3 s after the clients hung up\n' "${F[parked.after_close]}"
   printf '  latency from the writer'"'"'s commit acknowledgement (psql); pg_recvlogical can see a row before it\n'
   printf '2 latency: %s clients (shapes), %s commits/s asked, %s/s achieved; %s rows measured, %s never\n' \
     "${F[lat.clients]}" "${F[lat.rate]}" "${F[lat.achieved_rate]}" "${F[lat.rows]}" "${F[lat.missing]}"

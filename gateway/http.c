@@ -7,9 +7,11 @@
  * requests sit in one list ordered by deadline (every park adds the same
  * delay, so appending keeps the order) and in their shape's waiter list.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "auth.h"
@@ -429,9 +431,40 @@ http_shape_waited(const Shape *s)
 	return H.waiters_init && H.nparked > 0 && hmap_get(&H.waiters, s->handle, strlen(s->handle)) != NULL;
 }
 
+/*
+ * libwebsockets does not read a connection whose request is pending, so a
+ * client that hung up on a parked long-poll would only be noticed at its
+ * deadline. Every HUNG_UP_CHECK_US each parked connection is peeked at: an
+ * orderly close (recv returns 0) or an error ends it now.
+ */
+#define HUNG_UP_CHECK_US (2 * 1000000LL)
+
+static void
+close_hung_up(int64_t now)
+{
+	static int64_t last = 0;
+
+	if (now - last < HUNG_UP_CHECK_US)
+		return;
+	last = now;
+	for (HttpReq *r = H.head; r != NULL; r = r->pnext)
+	{
+		int			fd = (int) lws_get_socket_fd(r->wsi);
+		char		c;
+		ssize_t		n;
+
+		if (fd < 0)
+			continue;
+		n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			lws_set_timeout(r->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+	}
+}
+
 void
 http_tick(int64_t now)
 {
+	close_hung_up(now);
 	while (H.head != NULL && H.head->deadline_us <= now)
 	{
 		HttpReq    *r = H.head;

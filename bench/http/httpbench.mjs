@@ -72,7 +72,7 @@ async function parked() {
   out('parked.bytes_each', Math.round(((after - before) * 1024) / Math.max(1, p)))
   out('parked.request_bytes', Buffer.byteLength(req))
   for (const s of socks) s.destroy()
-  await sleep(1000)
+  await sleep(3000)
   out('parked.after_close', await metric('ferry_http_parked'))
 }
 
