@@ -15,7 +15,9 @@
  *
  * And the device's own earlier write is not a newer server row: A edits record 6 and
  * then deletes it, offline -- the delete must not conflict with A's own edit. Record 7
- * is the same but the app changed it too: that delete is a conflict.
+ * is the same but the app changed it too: that delete is a conflict. Records 8 and 9 are
+ * deleted by the app while A edits them: conflicts; keep mine brings 8 back with A's
+ * edit, use theirs leaves 9 deleted, on A and on B.
  */
 #include "qa.h"
 
@@ -170,6 +172,41 @@ main(void)
 	ok(dev_drain(&a, 30), "A drains");
 	is_sql("1", "record 7 is deleted", "SELECT (ferry_deleted_at IS NOT NULL)::int FROM " T " WHERE id = 7");
 	qa.confirmed += 4;
+
+	/* the app deletes records 8 and 9 while A edits them offline: conflicts; keep mine brings 8 back */
+	sql("INSERT INTO " T " (id, ws, title, status, note, n) VALUES (8, 'ws-a', 'title 8', 'open', 'note 8', 5), "
+		"(9, 'ws-a', 'title 9', 'open', 'note 9', 5)");
+	ok(dev_sync(&a, 30) == 0 && dev_wait(&a, "SELECT count(*) FROM " T " WHERE id IN (8, 9)", "2", 10000),
+	   "A holds records 8 and 9");
+	np_offline(pa);
+	dev_ok(&a, "update", T, "8", "{\"title\": \"A edits 8\", \"n\": 7}", NULL);
+	dev_ok(&a, "update", T, "9", "{\"title\": \"A edits 9\"}", NULL);
+	qa.sent += 2;
+	sql("DELETE FROM " T " WHERE id IN (8, 9)");
+	np_cmd(pa, "pass");
+	is_int(dev_sync(&a, 30), 0, "A syncs its edits of records the app deleted");
+	is_dev(&a, "SELECT count(*) FROM ferry_conflicts", "2", "A shows two conflicts");
+	is_dev(&a, "SELECT group_concat(title, ',') FROM (SELECT title FROM " T " WHERE id IN (8, 9) ORDER BY id)",
+		   "A edits 8,A edits 9", "A still shows its edits while they are in conflict");
+	{
+		char	   *m8 = mutation_of(&a, 8),
+				   *m9 = mutation_of(&a, 9);
+
+		is_int(dev_run(&a, NULL, "resolve", m8, "--keep-mine", NULL), 0, "record 8: keep mine");
+		is_int(dev_run(&a, NULL, "resolve", m9, "--use-theirs", NULL), 0, "record 9: use theirs");
+		free(m8);
+		free(m9);
+	}
+	ok(dev_drain(&a, 30), "A drains");
+	is_sql("A edits 8|7|note 8|0", "record 8 is back with A's edit on the server's last values (a re-insert)",
+		   "SELECT title || '|' || n || '|' || note || '|' || (ferry_deleted_at IS NOT NULL)::int FROM " T " WHERE id = 8");
+	is_sql("1", "record 9 stays deleted", "SELECT (ferry_deleted_at IS NOT NULL)::int FROM " T " WHERE id = 9");
+	ok(dev_sync(&b, 30) == 0, "B syncs");
+	is_dev(&a, "SELECT group_concat(id || ':' || title, ',') FROM (SELECT * FROM " T " WHERE id IN (8, 9) ORDER BY id)",
+		   "8:A edits 8", "A holds record 8, not 9");
+	is_dev(&b, "SELECT group_concat(id || ':' || title, ',') FROM (SELECT * FROM " T " WHERE id IN (8, 9) ORDER BY id)",
+		   "8:A edits 8", "so does B");
+	qa.confirmed += 2;
 
 	for (int i = 1; i <= 5; i++)
 		free(m[i]);
