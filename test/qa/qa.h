@@ -280,6 +280,30 @@ sqll(const char *fmt, ...)
 	return n;
 }
 
+/* A counter of ferryd's /metrics: the first sample whose line starts with name; -1 when absent. */
+static inline long
+qa_metric(Gw *g, const char *name)
+{
+	char	   *body = http_get(g->port, "/metrics");
+	char	   *p = body;
+	long		v = -1;
+
+	while ((p = strstr(p, name)) != NULL)
+	{
+		if (p == body || p[-1] == '\n')
+		{
+			char	   *sp = strchr(p, ' ');
+
+			if (sp)
+				v = atol(sp + 1);
+			break;
+		}
+		p += strlen(name);
+	}
+	free(body);
+	return v;
+}
+
 /* ---- the scenarios' table ---------------------------------------------------------- */
 
 /*

@@ -17,30 +17,6 @@
 #define RATE 80
 #define BURST 50
 
-/* A counter from ferryd's /metrics (the first sample whose line starts with name), -1 when absent. */
-static long
-metric(Gw *g, const char *name)
-{
-	char	   *body = http_get(g->port, "/metrics");
-	char	   *p = body;
-	long		v = -1;
-
-	while ((p = strstr(p, name)) != NULL)
-	{
-		if (p == body || p[-1] == '\n')
-		{
-			char	   *sp = strchr(p, ' ');
-
-			if (sp)
-				v = atol(sp + 1);
-			break;
-		}
-		p += strlen(name);
-	}
-	free(body);
-	return v;
-}
-
 int
 main(void)
 {
@@ -106,8 +82,8 @@ main(void)
 		waitpid(w[k], NULL, 0);
 	}
 	{
-		long		limited = metric(g, "ferry_rate_limited_total");
-		long		retries = metric(g, "ferry_mutations_total{status=\"retry\"}");
+		long		limited = qa_metric(g, "ferry_rate_limited_total");
+		long		retries = qa_metric(g, "ferry_mutations_total{status=\"retry\"}");
 		long long	floor_ms = (long long) (2 * PER_DEVICE - BURST) * 1000 / RATE;
 
 		ok(limited > 0, "the rate limit applied (ferry_rate_limited_total %ld, retry answers %ld)", limited, retries);

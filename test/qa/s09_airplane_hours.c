@@ -9,8 +9,10 @@
  * app edits the titles of five of the server records.
  *
  * Before reconnecting, A's status says what the user would see: everything pending,
- * the oldest write four hours old, the cache stale (stale-after set to one hour). After
- * reconnecting, A drains: every create once, every counter delta once, each own record
+ * the oldest write four hours old, the cache stale (stale-after set to one hour).
+ * Meanwhile ferryd has dropped A's shape (nobody subscribed for longer than its
+ * retention age, 2 s here), so A comes back to a must-refetch with 3,000 writes queued.
+ * After reconnecting, A drains: every create once, every counter delta once, each own record
  * with its last title, the app's newer titles kept (lww by clock: A's edits are older),
  * every device and the server agree, and A is no longer stale.
  */
@@ -48,7 +50,8 @@ main(void)
 	int			last_title[CREATES + 11];	/* the step of each record's last title edit */
 	int			writes[CREATES + 11];	/* edits of each record that must write (counter, winning titles) */
 	unsigned	seed = 9;
-	const char *args[] = {"--push-rate=0", NULL};
+	/* shapes nobody is subscribed to go after 2 s: A's offset is gone when it comes back */
+	const char *args[] = {"--push-rate=0", "--retention-age=2", NULL};
 	ferry_status st;
 
 	qa_begin(9, "four hours in airplane mode");
@@ -136,7 +139,8 @@ main(void)
 	   (double) (time(NULL) * 1000LL - st.last_sync_ms) / 3600000.0);
 	ferry_close(h);
 
-	/* back on the ground */
+	/* back on the ground, long after ferryd forgot A's shape */
+	sleep(5);
 	np_cmd(pa, "pass");
 	{
 		long long	t0 = now_ms();
@@ -144,6 +148,9 @@ main(void)
 
 		ok(drained, "A reconnects and drains 3000 writes (%lld ms)", now_ms() - t0);
 	}
+	ok(qa_metric(g, "ferry_must_refetch_total") > 0,
+	   "A's offset had expired: ferryd told it to refetch (ferry_must_refetch_total %ld)",
+	   qa_metric(g, "ferry_must_refetch_total"));
 	ok(dev_sync(&b, 60) == 0 && dev_sync(&a, 60) == 0, "A and B sync");
 	is_int(sqll("SELECT count(*) FROM " T " WHERE id >= 100"), CREATES, "all 1000 creates are on the server");
 	{
