@@ -125,20 +125,24 @@ static struct
 
 /*
  * Applies one mutation, in a transaction of its own. `flush` false: its commit does not
- * wait for the WAL flush (synchronous_commit off), because a later mutation of the same
- * run will wait for it, and WAL is flushed in order. Nothing is lost by that: a result
- * is answered only after ferryd received the mutation's WAL from the slot, and a
- * walsender sends only flushed WAL; if the server crashes first, the client never got an
- * answer and sends the mutation again.
+ * wait for the WAL flush (synchronous_commit off), because a later commit on the same
+ * connection will (run_job), and WAL is flushed in order. `first`: the first of its run,
+ * the only one that may open a new connection -- a later one must not, since the run's
+ * earlier commits may have died with the old one.
  */
 static void
-run_part(PGconn **conn, Job *job, Part *part, bool flush)
+run_part(PGconn **conn, Job *job, Part *part, bool flush, bool first)
 {
 	const char *params[5] = {part->json, part->id, job->client_id, job->claims, flush ? "on" : "off"};
 	PGresult   *res;
 	double		t0 = gw_mono();
 	char		err[512];
 
+	if (!first && (*conn == NULL || PQstatus(*conn) != CONNECTION_OK))
+	{
+		part->error = strdup("the database connection was lost");
+		return;
+	}
 	if (*conn == NULL || PQstatus(*conn) != CONNECTION_OK)
 	{
 		PQfinish(*conn);
@@ -203,17 +207,55 @@ is_retryable(const char *result)
 	return yes;
 }
 
+/* Waits until every commit of this connection so far is flushed; false when it cannot. */
+static bool
+flush_wal(PGconn *conn)
+{
+	PGresult   *res;
+	bool		okay;
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+		return false;
+	/* a transaction with an xid, committed with synchronous_commit on, flushes the WAL */
+	res = PQexec(conn, "SELECT set_config('synchronous_commit', 'on', true), txid_current()");
+	okay = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	return okay;
+}
+
+/*
+ * Applies a run of a connection's mutations, in order, until one fails or asks to be
+ * sent again. Only the run's last commit waits for the WAL flush, which makes the ones
+ * before it durable too (same connection, WAL in order). When the run is cut short, the
+ * flush is waited for here; if it cannot be (the database went away), the mutations
+ * applied so far may be lost with it, and are answered RETRY: sent again, each is either
+ * applied or answered `duplicate` with its result. So the job comes back only with
+ * results that are on disk.
+ */
 static void
 run_job(PGconn **conn, Job *job)
 {
+	bool		unflushed = false;
+
 	for (job->ran = 0; job->ran < job->nparts;)
 	{
 		Part	   *part = &job->parts[job->ran++];
+		bool		flush = job->ran == job->nparts;
 
-		run_part(conn, job, part, job->ran == job->nparts);
+		run_part(conn, job, part, flush, job->ran == 1);
+		if (part->error == NULL)
+			unflushed = !flush;
 		if (part->error != NULL || is_retryable(part->result))
 			break;
 	}
+	if (unflushed && !flush_wal(*conn))
+		for (int i = 0; i < job->ran; i++)
+			if (job->parts[i].error == NULL)
+			{
+				free(job->parts[i].result);
+				job->parts[i].result = NULL;
+				job->parts[i].error = strdup("the database went away before the write was flushed");
+			}
 }
 
 static void *
