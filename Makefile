@@ -219,7 +219,7 @@ endif
 test:
 	test/run.sh
 
-# Every suite, with the long offline QA scenarios (test/qa: all eleven, longer runs).
+# Every suite, with the long offline QA scenarios (test/qa: all twelve, longer runs).
 test-full:
 	FERRY_QA_FULL=1 test/run.sh
 
