@@ -152,43 +152,52 @@ http_status(int port, const char *path)
 	return status;
 }
 
-/* The body of GET path (malloc'd; "" on failure). */
+/*
+ * Sends one whole HTTP request to 127.0.0.1:port and returns what came back until the
+ * server closed or was quiet for timeout_ms (malloc'd; "" on failure).
+ */
 static inline char *
-http_get(int port, const char *path)
+http_exchange(int port, const char *request, int timeout_ms)
 {
 	struct sockaddr_in sa;
 	int			fd = socket(AF_INET, SOCK_STREAM, 0);
 	char	   *buf = calloc(1, 1);
 	size_t		len = 0;
-	char		req[256];
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t) port);
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 &&
+		write(fd, request, strlen(request)) == (ssize_t) strlen(request))
 	{
-		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-		if (write(fd, req, strlen(req)) > 0)
+		struct pollfd p = {fd, POLLIN, 0};
+
+		while (poll(&p, 1, timeout_ms) > 0)
 		{
-			struct pollfd p = {fd, POLLIN, 0};
+			char		chunk[8192];
+			ssize_t		r = read(fd, chunk, sizeof(chunk));
 
-			while (poll(&p, 1, 2000) > 0)
-			{
-				char		chunk[8192];
-				ssize_t		r = read(fd, chunk, sizeof(chunk));
-
-				if (r <= 0)
-					break;
-				buf = realloc(buf, len + (size_t) r + 1);
-				memcpy(buf + len, chunk, (size_t) r);
-				len += (size_t) r;
-				buf[len] = '\0';
-			}
+			if (r <= 0)
+				break;
+			buf = realloc(buf, len + (size_t) r + 1);
+			memcpy(buf + len, chunk, (size_t) r);
+			len += (size_t) r;
+			buf[len] = '\0';
 		}
 	}
 	close(fd);
 	return buf;
+}
+
+/* The response to GET path (malloc'd; "" on failure). */
+static inline char *
+http_get(int port, const char *path)
+{
+	char		req[256];
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	return http_exchange(port, req, 2000);
 }
 
 static Gw  *gw_running;			/* the ferryd to kill if the test bails out */

@@ -361,6 +361,53 @@ qa_report(void)
 	fclose(f);
 }
 
+/*
+ * qa_check_writes ends a scenario whose ndev devices created rows (ids from 1000 on;
+ * `creates` in all), each added deltas to its own counter record (id counter_id[d], the
+ * sum delta[d]) and made made[d] mutations: every create on the server once, each counter
+ * the sum of its deltas, each device's mutations recorded once, and each device holding
+ * exactly the server's rows of its tenant (device other_tenant's is ws-b, the others'
+ * ws-a). Fills qa.confirmed, qa.dups and qa.lost.
+ */
+static inline void
+qa_check_writes(const char *table, Dev *dev, int ndev, long creates, const int *counter_id, const long *delta,
+				const long *made, int other_tenant)
+{
+	long		on = sqll("SELECT count(*) FROM %s WHERE id >= 1000", table);
+	long		twice = sqll("SELECT count(*) FROM %s WHERE id >= 1000 AND ferry_version <> 1", table);
+	long		over = 0,
+				under = 0;
+	char		rows[300];
+
+	is_int(on, creates, "all %ld creates are on the server", creates);
+	is_int(twice, 0, "none written twice");
+	for (int d = 0; d < ndev; d++)
+	{
+		long		n = sqll("SELECT n FROM %s WHERE id = %d", table, counter_id[d]);
+
+		is_int(n, delta[d], "device %d's counter is the sum of the deltas it made", d);
+		over += n > delta[d] ? n - delta[d] : 0;
+		under += n < delta[d] ? delta[d] - n : 0;
+	}
+	qa.dups = over + twice;
+	qa.lost = (creates - on) + under;
+	snprintf(rows, sizeof(rows), "SELECT group_concat(id || ':' || title || ':' || n, ',') FROM (SELECT * FROM %s "
+			 "ORDER BY id)", table);
+	for (int d = 0; d < ndev; d++)
+	{
+		char	   *cid = dev_q(&dev[d], "SELECT value FROM ferry_meta WHERE key = 'client_id'");
+		long		rec = sqll("SELECT count(*) FROM ferry.mutations WHERE client_id = '%s'", cid);
+		char	   *want = sqlv("SELECT string_agg(id || ':' || title || ':' || n, ',' ORDER BY id) FROM %s "
+								"WHERE ws = '%s'", table, d == other_tenant ? "ws-b" : "ws-a");
+
+		is_int(rec, made[d], "device %d: the server recorded each of its %ld mutations once", d, made[d]);
+		qa.confirmed += rec;
+		is_dev(&dev[d], rows, want, "device holds exactly the server's rows of its tenant");
+		free(cid);
+		free(want);
+	}
+}
+
 /* qa_begin names the scenario and starts its clock; the result line is written at exit. */
 static inline void
 qa_begin(int number, const char *name)

@@ -59,39 +59,17 @@ wire_token(const char *secret, const char *sub, const char *tenant, long from, l
 static int
 http_req(int port, const char *token, const char *method, const char *path, const char *post, char **body)
 {
-	struct sockaddr_in sa;
-	int			fd = socket(AF_INET, SOCK_STREAM, 0);
 	char	   *req;
-	char	   *buf = calloc(1, 1);
-	size_t		len = 0;
+	char	   *buf;
+	size_t		len;
 	int			status = 0;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t) port);
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
 	if (asprintf(&req, "%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n"
 				 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path, token,
 				 post ? strlen(post) : 0, post ? post : "") < 0)
 		bail_out("out of memory");
-	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 && write(fd, req, strlen(req)) == (ssize_t) strlen(req))
-	{
-		struct pollfd p = {fd, POLLIN, 0};
-
-		while (poll(&p, 1, 15000) > 0)
-		{
-			char		chunk[8192];
-			ssize_t		r = read(fd, chunk, sizeof(chunk));
-
-			if (r <= 0)
-				break;
-			buf = realloc(buf, len + (size_t) r + 1);
-			memcpy(buf + len, chunk, (size_t) r);
-			len += (size_t) r;
-			buf[len] = '\0';
-		}
-	}
-	close(fd);
+	buf = http_exchange(port, req, 15000);
+	len = strlen(buf);
 	free(req);
 	if (len > 12)
 		status = atoi(buf + 9);

@@ -266,39 +266,7 @@ main(void)
 	for (int d = 0; d < NDEV; d++)
 		ok(dev_drain(&dev[d], 60), "device %d syncs", d);
 
-	{
-		long		creates = NDEV * PER_BURST * 3 + NDEV * (PER_BURST / 2) * 3;
-		long		on = sqll("SELECT count(*) FROM " T " WHERE id >= 1000");
-		long		over = 0,
-					under = 0;
-
-		is_int(on, creates, "all %ld creates are on the server", creates);
-		is_sql("0", "none written twice", "SELECT count(*) FROM " T " WHERE id >= 1000 AND ferry_version <> 1");
-		for (int d = 0; d < NDEV; d++)
-		{
-			long		n = sqll("SELECT n FROM " T " WHERE id = %d", counter_of[d]);
-
-			is_int(n, delta[d], "device %d's counter is the sum of the deltas it made", d);
-			over += n > delta[d] ? n - delta[d] : 0;
-			under += n < delta[d] ? delta[d] - n : 0;
-		}
-		qa.dups = over + sqll("SELECT count(*) FROM " T " WHERE id >= 1000 AND ferry_version <> 1");
-		qa.lost = (creates - on) + under;
-	}
-	for (int d = 0; d < NDEV; d++)
-	{
-		char	   *cid = dev_q(&dev[d], "SELECT value FROM ferry_meta WHERE key = 'client_id'");
-		long		rec = sqll("SELECT count(*) FROM ferry.mutations WHERE client_id = '%s'", cid);
-		char	   *want = sqlv("SELECT string_agg(id || ':' || title || ':' || n, ',' ORDER BY id) FROM " T
-								" WHERE ws = '%s'", d == 2 ? "ws-b" : "ws-a");
-
-		is_int(rec, made[d], "device %d: the server recorded each of its %ld mutations once", d, made[d]);
-		qa.confirmed += rec;
-		is_dev(&dev[d], "SELECT group_concat(id || ':' || title || ':' || n, ',') FROM (SELECT * FROM " T
-			   " ORDER BY id)", want, "device holds exactly the server's rows of its tenant");
-		free(cid);
-		free(want);
-	}
+	qa_check_writes(T, dev, NDEV, NDEV * PER_BURST * 3 + NDEV * (PER_BURST / 2) * 3, counter_of, delta, made, 2);
 
 	gw_stop(g, SIGTERM);
 	gw_cleanup(g);
