@@ -119,7 +119,7 @@ int64_t
 fy_now_ms(void)
 {
 	struct timespec ts;
-	const char *offset = getenv("FERRY_CLOCK_OFFSET_MS");
+	const char *offset = getenv("FERRY_CLOCK_OFFSET_MS");	/* read each time: a test moves it */
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + (offset ? strtoll(offset, NULL, 10) : 0);

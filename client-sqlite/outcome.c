@@ -760,7 +760,7 @@ ferry_resolve(ferry *db, const char *mutation_id, int how, const char *merged, c
 			rc = run(db, "DELETE FROM ferry_conflicts WHERE mutation_id = ?", 1, p);
 		}
 		if (rc == FERRY_OK)
-			rc = fy_meta_set(db, FY_META_HLC, clock);
+			rc = fy_hlc_save(db);
 		if (rc == FERRY_OK)
 			rc = fy_row_refresh(db, s, e.row_key, FERRY_ORIGIN_LOCAL);
 	}

@@ -208,14 +208,8 @@ on_changes(ferry *db, Ferry__V1__ChangeBatch *m)
 		s->up_to_date = false;
 		rc = fy_shape_save_position(db, s);
 	}
-	if (rc == FERRY_OK && db->hlc_dirty)
-	{
-		char		clock[128];
-
-		snprintf(clock, sizeof(clock), "%lld-%lld-%s", (long long) db->hlc_ms, (long long) db->hlc_n, db->client_id);
-		if ((rc = fy_meta_set(db, FY_META_HLC, clock)) == FERRY_OK)
-			db->hlc_dirty = false;
-	}
+	if (rc == FERRY_OK)
+		rc = fy_hlc_save(db);	/* a clock seen in the rows */
 	if (rc != FERRY_OK)
 	{
 		char		why[600];

@@ -94,6 +94,7 @@ fy_hlc_next(ferry *db, char *out, size_t outlen)
 	}
 	else
 		db->hlc_n++;
+	db->hlc_dirty = true;
 	snprintf(out, outlen, "%lld-%lld-%s", (long long) db->hlc_ms, (long long) db->hlc_n, db->client_id);
 }
 
@@ -215,7 +216,7 @@ enqueue(ferry *db, FyShape *s, const char *row_key, const char *op, const json_t
 	sqlite3_reset(st);
 	if (rc != FERRY_OK)
 		return rc;
-	db->hlc_dirty = true;		/* saved by the engine (fy_hlc_save); the entry holds it meanwhile */
+	/* the clock is saved by the engine (fy_hlc_save); the queue entry holds it meanwhile */
 	return fy_row_refresh(db, s, row_key, FERRY_ORIGIN_LOCAL);
 }
 
